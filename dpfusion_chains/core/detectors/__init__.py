@@ -1,0 +1,1 @@
+"""Built-in detectors. Importing this package registers them with `core.detect`."""
