@@ -207,8 +207,10 @@ def choose_order(
     accounting: Accounting = "sound",
     touched: int = 1,
 ) -> tuple[float, float]:
-    """The order α (from a fixed grid) that allows the largest b for a target (ε, δ).
+    """The order α (from a fixed grid) expected to allow the largest mixing weight λ for (ε, δ).
 
+    For small λ, D_k(m_λ‖p_pub) ≈ (k/2)·λ²·χ²(p_g‖p_pub), so a bound b at search order k = 2α
+    (α for "paper") admits λ ≈ sqrt(b/(α·χ²)): the best order maximises b/α, not b.
     The choice depends only on ε, δ, T and G — never on the data — so it costs nothing.
     Returns (alpha, b). Raises InfeasibleEpsilonError if no order in the grid works.
     """
@@ -218,7 +220,7 @@ def choose_order(
             b = calibrate_bound(epsilon, delta, alpha, max_new_tokens, groups, accounting, touched)
         except InfeasibleEpsilonError:
             continue
-        if best is None or b > best[1]:
+        if best is None or b / alpha > best[1] / best[0]:
             best = (float(alpha), b)
     if best is None:
         raise InfeasibleEpsilonError(

@@ -1,0 +1,355 @@
+"""Our own recognizers for what NER models miss in records: identifiers, addresses, names after
+honorifics and roles, ages, money, plus the usual pattern PII (dates, phones, e-mail, IBAN, cards,
+IPs, URLs). Written from the formats' general shapes (UK/US/EU conventions), not from any data set.
+
+Scores encode specificity: checksum-validated or keyword-anchored matches score 0.9-0.95 (above
+spaCy's 0.85, so their types win when spans merge); generic shapes score 0.5-0.7.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dpfusion_chains.core.detectors.gazetteers import COUNTRIES, NRP_TERMS, REGIONS
+from dpfusion_chains.core.detectors.recognizers import (
+    NameAfterTriggerRecognizer,
+    PatternRecognizer,
+    Recognizer,
+    TermsRecognizer,
+)
+
+# ----------------------------------------------------------------------------- shared pieces
+MONTH = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
+)
+_MONTH_ANYCASE = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+DAY = r"(?:3[01]|[12]\d|0?[1-9])(?:st|nd|rd|th)?"
+WEEKDAY = r"(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Mon|Tue|Tues|Wed|Thu|Thur|Thurs|Fri|Sat|Sun)\.?,?\s+"
+YEAR = r"(?:19|20)\d{2}"
+NAME_WORD = r"[A-Z][\w'’\-]*"  # capitalised word (ASCII start; names of any script go through the scanners)
+CAP_WORDS = rf"(?:(?:{NAME_WORD}|St\.?|&|and|of|the|de|la)\s+)"
+
+STREET_SUFFIXES = (
+    "Street|St|Road|Rd|Lane|Ln|Avenue|Ave|Drive|Dr|Close|Court|Ct|Crescent|Cres|Way|Place|Pl|Terrace|Tce"
+    "|Gardens|Gdns|Grove|Row|Square|Sq|Boulevard|Blvd|Parade|Mews|Hill|Walk|Rise|View|Vale|Green|Park"
+    "|Highway|Hwy|Parkway|Pkwy|Circle|Cir|Trail|Path|Wharf|Quay|Embankment|Broadway|Alley|Passage"
+    "|Causeway|Chase|Croft|Fold|Gate|Yard|End|Heights|Meadows?|Ridge|Loop|Bypass|Esplanade|Promenade"
+)
+_STREET = rf"(?:{NAME_WORD}\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:\s+(?:North|South|East|West|NW|NE|SW|SE|N|S|E|W)\b)?"
+_UNIT = r"(?:(?:Flat|Apt\.?|Apartment|Unit|Suite|Ste\.?|Room|Floor)\s+[\w-]{1,5},?\s+)"
+_HOUSE_NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?,?\s+"
+UK_POSTCODE = r"(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})"
+US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY"
+    "|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
+)
+_CITY = r"(?:[A-Z][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|del)?[ \-]?[A-Z][\w'’\-]+){0,2})"
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+# ----------------------------------------------------------------------------- validators
+def _luhn_ok(number: str) -> bool:
+    digits = [int(c) for c in number if c.isdigit()]
+    checksum = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        checksum += d
+    return checksum % 10 == 0
+
+
+def _card(match: str) -> tuple[str, float]:
+    # A Luhn-valid 13-19 digit number is a card; other long digit runs are still identifiers.
+    return ("CREDIT_CARD", 0.95) if _luhn_ok(match) else ("ID", 0.6)
+
+
+def _iban_ok(value: str) -> bool:
+    compact = re.sub(r"\s", "", value).upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in rearranged)
+    return int(number) % 97 == 1
+
+
+def _iban(match: str) -> tuple[str, float]:
+    return ("IBAN_CODE", 0.95) if _iban_ok(match) else ("ID", 0.6)
+
+
+_DATE_LIKE = re.compile(r"^(?:\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4})$")
+
+
+def _phone(match: str) -> bool:
+    digits = _digits(match)
+    if not 7 <= digits <= 15:
+        return False
+    return not _DATE_LIKE.match(match.strip())
+
+
+_UNIT_SUFFIX = re.compile(
+    r"^\d+(?:[.,]\d+)?(?:mg|mcg|ug|g|kg|ml|l|mmol|mmhg|cm|mm|km|m|iu|bpm|hrs?|h|mins?|am|pm|st|nd|rd|th|s|x|kcal|mph|kph|gb|mb|kb)$",
+    re.IGNORECASE,
+)
+
+
+def _identifier(match: str) -> bool:
+    """An alphanumeric token is an identifier if it carries enough digits to number things."""
+    digits = _digits(match)
+    letters = sum(c.isalpha() for c in match)
+    if _UNIT_SUFFIX.match(match):
+        return False
+    if letters == 0:
+        # Pure numbers: 5+ digits, or digit groups joined by separators ("443-21"); a lone
+        # 4-digit number is most likely a year or a quantity.
+        if re.fullmatch(r"\d+", match):
+            return digits >= 5
+        return digits >= 4 and not re.fullmatch(r"\d+[.,]\d+", match)
+    return digits >= 3 or (digits >= 2 and letters >= 2 and bool(re.search(r"\d", match[-1]) or re.search(r"[-/]", match)))
+
+
+def _ipv4(match: str) -> bool:
+    return all(0 <= int(part) <= 255 for part in match.split("."))
+
+
+# ----------------------------------------------------------------------------- recognizers
+EMAIL = PatternRecognizer(
+    "email",
+    "EMAIL_ADDRESS",
+    r"(?<![\w.+-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])",
+    0.95,
+)
+URL = PatternRecognizer(
+    "url",
+    "URL",
+    r"(?<![\w@.])(?:(?:https?|ftp)://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]"
+    r"|(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|org|net|edu|gov|io|info|biz|co\.uk|org\.uk|ac\.uk|nhs\.uk|gov\.uk|uk|de|fr|es|it|nl|eu|ca|au|in|ng|za|us|me|app|dev|health|law|bank)"
+    r"(?:/[^\s<>\"')\]]*[^\s<>\"')\].,;:!?])?(?![\w@])",
+    0.85,
+    flags=re.IGNORECASE,
+)
+IP_ADDRESS = PatternRecognizer(
+    "ip",
+    "IP_ADDRESS",
+    r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)",
+    0.9,
+    validate=_ipv4,
+)
+IPV6 = PatternRecognizer(
+    "ipv6",
+    "IP_ADDRESS",
+    r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?:(?::[0-9a-fA-F]{1,4}){1,6})?(?![\w:])",
+    0.85,
+    validate=lambda m: m.count(":") >= 3 or "::" in m,
+)
+IBAN = PatternRecognizer(
+    "iban",
+    "IBAN_CODE",
+    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
+    0.95,
+    validate=_iban,
+)
+CARD = PatternRecognizer(
+    "card",
+    "CREDIT_CARD",
+    r"(?<![\d-])(?:\d{4}[ -]?){3}\d{1,7}(?![\d-])|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}(?![\d-])",
+    0.95,
+    validate=_card,
+)
+MASKED_CARD = PatternRecognizer(
+    "masked_card",
+    "ID",
+    r"(?:[*xX•]{4}[ -]?){1,3}\d{4}\b|(?<![\w*])(?:ending|ending in|last four(?: digits)?)[:\s]+(\d{4})\b",
+    0.85,
+)
+PHONE = PatternRecognizer(
+    "phone",
+    "PHONE_NUMBER",
+    # international (+44 / 0044), national trunk-0 (0113 496 0000, 07700 900123), and NANP formats
+    r"(?<![\w+/.-])(?:(?:\+|00)\d{1,3}[\s.-]?(?:\(0\)[\s.-]?)?(?:\(?\d{1,5}\)?[\s.-]?){1,4}\d{2,6}"
+    r"|\(0?\d{2,5}\)[\s.-]?\d{3,4}[\s.-]?\d{3,4}"
+    r"|0\d{2,5}[\s.-]?\d{3,4}[\s.-]?\d{2,4}"
+    r"|\(?[2-9]\d{2}\)?[\s.-]\d{3}[\s.-]\d{4})"
+    r"(?:\s?(?:ext\.?|x)\s?\d{1,5})?(?![\w/-])",
+    0.85,
+    validate=_phone,
+)
+PHONE_AFTER_LABEL = PatternRecognizer(
+    "phone_after_label",
+    "PHONE_NUMBER",
+    r"(?i:\b(?:tel|telephone|phone|mobile|mob|cell|fax|contact number|landline)\b\.?(?:\s*(?:no\.?|number|#))?\s*[:\-]?\s*)"
+    r"(\+?[\d(][\d\s().-]{5,20}\d)",
+    0.9,
+    group=1,
+    validate=_phone,
+)
+DATE = PatternRecognizer(
+    "date",
+    "DATE_TIME",
+    rf"(?<![\w/.-])(?:{WEEKDAY})?(?:"
+    rf"{DAY}(?:\s+of)?[\s-]+{MONTH}(?:,?[\s-]+(?:{YEAR}|'\d{{2}}))?"  # 3 March 2024, 3rd of March
+    rf"|{MONTH}\s+{DAY}(?:,?\s+{YEAR})?"  # March 3, 2024
+    rf"|{MONTH},?\s+{YEAR}"  # March 2024
+    rf"|\d{{1,2}}-{_MONTH_ANYCASE}[a-z]*-(?:\d{{4}}|\d{{2}})"  # 03-MAR-2024
+    rf"|{YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:3[01]|[12]\d|0?[1-9])(?:T\d{{2}}:\d{{2}}(?::\d{{2}})?(?:Z|[+-]\d{{2}}:?\d{{2}})?)?"
+    rf"|(?:3[01]|[12]\d|0?[1-9])[/.-](?:3[01]|[12]\d|0?[1-9])[/.-](?:{YEAR}|\d{{2}})"  # 03/03/2024, 3.3.24
+    rf")(?![\w/-])",
+    0.9,
+)
+TIME = PatternRecognizer(
+    "time",
+    "DATE_TIME",
+    r"(?<![\w:.])(?:(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?(?i:am|pm|a\.m\.|p\.m\.|hrs|h)\b)?"
+    r"|(?:[01]?\d|2[0-3])\.[0-5]\d\s?(?i:am|pm|a\.m\.|p\.m\.|hrs)"
+    r"|(?:1[0-2]|0?[1-9])\s?(?i:am|pm|a\.m\.|p\.m\.)"
+    r"|(?:[01]\d|2[0-3])[0-5]\d\s?(?i:hrs|hours|h)\b)",
+    0.85,
+)
+AGE = PatternRecognizer(
+    "age",
+    "AGE",
+    r"(?i:\b(?:aged|age|ages|age:|at the age of|age of)\s*[:\-]?\s*(\d{1,3})\b)"
+    r"|\b(\d{1,3})(?:[\s-]?(?i:years?|yrs?|yr)[\s-]?(?i:old|of age)\b|[\s-]?(?i:year|yr)-old\b)"
+    r"|\b(\d{1,3})\s?(?i:y/o|y\.o\.|yo|yrs?\b)",
+    0.9,
+    groups={1: "AGE", 2: "AGE", 3: "AGE"},
+    validate=lambda m: int(m) <= 125,
+)
+MONEY = PatternRecognizer(
+    "money",
+    "MONEY",
+    r"(?:-\s?)?(?:[£$€¥₹₦]|\b(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|NZD|INR|NGN|ZAR|SEK|NOK|DKK|PLN|CZK|HUF|BRL|MXN|CNY|HKD|SGD|AED|US\$|A\$|C\$)\s?)"
+    r"\s?\d{1,3}(?:[,.\u202f ]\d{3})*(?:[.,]\d{1,2})?(?:\s?(?:k|m|bn|million|billion|thousand)\b)?"
+    r"|\b\d{1,3}(?:[,.\u202f]\d{3})*(?:[.,]\d{1,2})?\s?(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|INR|NGN|ZAR|PLN"
+    r"|(?i:pounds?|dollars?|euros?|pence|cents?|rupees?|naira|yen|francs?|zlot(?:y|ys|ych)|rand|kronor|kroner))\b",
+    0.9,
+)
+STREET_ADDRESS = PatternRecognizer(
+    "street_address",
+    "ADDRESS",
+    # "Flat 2, 12 Elm Lane, Leeds": the street is ADDRESS, the town after it LOCATION.
+    rf"(?P<street>\b{_UNIT}?{_HOUSE_NUMBER}{_STREET})(?:,\s*(?P<city>{_CITY})(?=\s*(?:,|\.|\n|$|{UK_POSTCODE}\b|\b(?:{US_STATES})\b)))?",
+    0.9,
+    groups={"street": "ADDRESS", "city": "LOCATION"},
+)
+STREET_NAME = PatternRecognizer(
+    "street_name",
+    "ADDRESS",
+    # A street without a house number ("lives on Elm Lane"); the unambiguous suffixes only.
+    rf"(?<![\w])(?:{NAME_WORD}\s+){{1,3}}(?:Street|Road|Lane|Avenue|Drive|Crescent|Terrace|Boulevard|Gardens|Grove|Mews|Close|Parade|Row|Square)\b",
+    0.7,
+    validate=lambda m: m.split()[0] not in {"The", "A", "An", "This", "That", "On", "In", "At", "Of", "Our", "His", "Her", "Their"},
+)
+FOREIGN_STREET = PatternRecognizer(
+    "foreign_street",
+    "ADDRESS",
+    r"\b(?:Calle|Carrer|Rue|Via|Viale|Avenida|Rua|Piazza|Plaza|Praça|Strada|Ulica|ul\.|Boulevard|Chaussée|Allée|Impasse)\s+"
+    r"(?:(?:de|del|della|di|da|do|dos|des|du|la|le|des)\s+)*[A-Z][\w'’\-]*(?:\s+[A-Z][\w'’\-]*){0,3}(?:,?\s+\d{1,5}[A-Za-z]?)?"
+    r"|\b\d{1,5}[a-z]?,?\s+(?:rue|avenue|boulevard|chemin|place|allée)\s+(?:(?:de|du|des|la|le|l')\s*)*[A-Z][\w'’\-]*(?:\s+[A-Z][\w'’\-]*){0,3}"
+    r"|\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|vej|gatan|gata|veien)\s+\d{1,5}[a-z]?\b",
+    0.9,
+)
+PO_BOX = PatternRecognizer("po_box", "ADDRESS", r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box|PO Box)\s+\d{1,7}\b", 0.9, flags=re.IGNORECASE)
+POSTCODE = PatternRecognizer(
+    "postcode",
+    "ADDRESS",
+    rf"(?P<city>\b{_CITY},?\s+)?(?P<code>\b{UK_POSTCODE}\b)"
+    r"|(?P<city2>\b" + _CITY + r",\s+)?\b(?:" + US_STATES + r")\s+(?P<zip>\d{5}(?:-\d{4})?)\b"
+    r"|\b(?P<ca>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d)\b"
+    r"|\b(?P<zip4>\d{5}-\d{4})\b"
+    r"|\b(?P<eu>\d{4,5})\s+(?P<eucity>[A-Z][a-zäöüéèàçñ]+(?:[\s-][A-Z][a-zäöüéèàçñ]+)?)\b(?=\s*(?:,|\.|\n|$))",
+    0.9,
+    groups={"code": "ADDRESS", "zip": "ADDRESS", "ca": "ADDRESS", "zip4": "ADDRESS", "eu": "ADDRESS", "city": "LOCATION", "city2": "LOCATION", "eucity": "LOCATION"},
+    validate=lambda m: m.split()[0] not in {"The", "A", "An", "In", "At", "On", "Of", "From", "To"},
+)
+GENERIC_ID = PatternRecognizer(
+    "alphanumeric_id",
+    "ID",
+    # A token of letters/digits, optionally joined by - / . _, that carries digits: record, badge,
+    # employee, case and account numbers ("ZX-99120", "443-21", "A1234567", "2023/0456").
+    r"(?<![\w@/\\.-])(?:#)?(?=[\w/.-]*\d)[A-Za-z0-9]+(?:[-/._][A-Za-z0-9]+)*(?![\w@-]|\.\w)",
+    0.65,
+    validate=_identifier,
+)
+ID_AFTER_KEYWORD = PatternRecognizer(
+    "id_after_keyword",
+    "ID",
+    # The value after an identifier keyword, even short or space-grouped ("MRN 443-21", "NHS No. 943 476 5919").
+    r"(?i:\b(?:MRN|medical record|hospital|NHS|CHI|patient|record|case|claim|policy|member(?:ship)?|insurance|badge|employee|staff|payroll"
+    r"|account|acct|a/c|customer|client|reference|ref|invoice|order|ticket|application|appl|docket|file|folio|licen[cs]e|passport"
+    r"|national insurance|NI|NINO|SSN|social security|tax|TIN|UTR|VAT|registration|reg|vehicle|booking|transaction|membership|student|pupil"
+    r"|prescription|Rx|specimen|lab|sample|bed|ward|room|cell|prisoner|inmate|warrant|charge|complaint|incident|crime|exhibit|matter|folio|serial|ID|identifier)\b"
+    r"\.?(?:\s*(?:number|num|no|nr|code|id)\b\.?)?\s*(?:is|was|:|#|-|=)?\s*)"
+    r"([A-Z0-9](?:[A-Z0-9/._-]|[ ](?=[A-Z0-9]*\d))*[A-Z0-9])(?![\w-])",
+    0.9,
+    group=1,
+    validate=lambda m: _digits(m) >= 2 or (len(m) >= 6 and m.isupper() and m.isalpha()),
+)
+NAMES_AFTER_TITLES = NameAfterTriggerRecognizer(
+    "name_after_title",
+    triggers=(),
+    case_sensitive_triggers=(
+        "Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Professor", "Sir", "Dame", "Lord", "Lady", "Rev", "Revd", "Reverend",
+        "Fr", "Father", "Sister", "Brother", "Judge", "Justice", "HHJ", "DJ", "Sheriff", "Nurse", "Matron", "Officer", "PC",
+        "DC", "DS", "DI", "DCI", "Sgt", "Sergeant", "Inspector", "Detective", "Constable", "Capt", "Captain", "Col", "Lt",
+        "Major", "Cllr", "Councillor", "Senator", "Rabbi", "Imam", "Pastor", "Herr", "Frau", "Mme", "Mlle", "Señor", "Señora",
+        "Sr", "Sra", "Dott", "Dra", "Hon", "Atty", "Esq", "Midwife",
+    ),
+    stop_words=("Justice", "Registrar"),
+)
+_ROLE_TRIGGERS = (
+    "patient", "applicant", "appellant", "respondent", "claimant", "defendant", "plaintiff", "petitioner", "accused",
+    "employee", "client", "customer", "account holder", "account name", "cardholder", "witness", "tenant", "landlord",
+    "victim", "complainant", "beneficiary", "guarantor", "borrower", "lender", "payee", "payer", "counsel", "solicitor",
+    "barrister", "attorney", "advocate", "consultant", "surgeon", "physician", "registrar", "clinician", "therapist",
+    "pharmacist", "paramedic", "carer", "caregiver", "guardian", "next of kin", "NOK", "mother", "father", "son",
+    "daughter", "wife", "husband", "partner", "spouse", "brother", "sister", "relative", "referee", "signatory",
+    "manager", "supervisor", "colleague", "adviser", "advisor", "agent", "notary", "mediator", "arbitrator", "clerk",
+    "magistrate", "interpreter", "student", "resident", "member", "name", "full name", "patient name", "surname",
+    "forename", "forenames", "first name", "last name", "given name", "family name", "signed", "signature",
+    "prepared by", "reviewed by", "authorised by", "authorized by", "approved by", "referred by", "attending",
+    "dear", "contact", "emergency contact", "GP", "author", "owner", "holder", "debtor", "creditor", "executor",
+    "trustee", "deceased", "minor", "child", "infant", "baby", "employer", "director", "officer in charge",
+)
+# Capitalised words that follow a role without being a name ("Patient ID", "Client Services").
+_ROLE_STOP_WORDS = (
+    "ID", "No", "Number", "Record", "Records", "Name", "Names", "Services", "Service", "Safety", "Account", "Accounts",
+    "Details", "Reference", "Ref", "Information", "Info", "Portal", "Support", "Care", "Team", "Unit", "Ward", "Office",
+    "Department", "Dept", "Code", "Status", "Type", "Date", "DOB", "Address", "Phone", "Email", "The", "A", "An",
+    "And", "Or", "Of", "In", "On", "At", "To", "For", "With", "By", "From", "Is", "Was", "Has", "Had", "Will", "Were",
+    "Are", "Be", "Been", "He", "She", "They", "We", "I", "It", "His", "Her", "Their", "This", "That", "These", "Not",
+    "No.", "Summary", "Notes", "Note", "Statement", "Report", "History", "Consent", "Signature", "Signed", "Form",
+    "Agreement", "Bundle", "Court", "Tribunal", "Hospital", "Clinic", "Bank", "Ltd", "LLP", "Limited", "Plc", "Inc",
+    "Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Dame", "Hon", "Judge", "Justice", "Yes", "None", "N/A",
+    "Unknown", "Redacted", "Present", "Absent", "Admitted", "Discharged", "Attended", "Declined", "Confirmed",
+    "Pending", "Approved", "Denied", "Granted", "Refused", "Dismissed", "Allowed", "Upheld", "Adjourned", "Statements",
+    "Visa", "Mastercard", "Debit", "Credit", "Current", "Savings", "Monthly", "Annual", "Total", "Balance",
+)
+NAMES_AFTER_ROLES = NameAfterTriggerRecognizer(
+    "name_after_role",
+    triggers=_ROLE_TRIGGERS,
+    stop_words=_ROLE_STOP_WORDS,
+    allow_surname_first=True,
+)
+COUNTRY = TermsRecognizer("country", "LOCATION", COUNTRIES, 0.85)
+REGION = TermsRecognizer("region", "LOCATION", REGIONS, 0.8)
+NRP = TermsRecognizer("nrp", "NRP", NRP_TERMS, 0.85)
+PLACE_AFTER_PREPOSITION = PatternRecognizer(
+    "named_place",
+    "LOCATION",
+    # "City of Leeds", "County Durham", "Borough of Camden": administrative places.
+    r"\b(?:City|County|Borough|District|Province|State|Municipality|Town|Village|Parish|Region|Prefecture|Canton)\s+of\s+(?:the\s+)?[A-Z][\w'’\-]*(?:\s+[A-Z][\w'’\-]*){0,2}"
+    r"|\b(?:County|Lake|Mount|Port|Fort)\s+[A-Z][\w'’\-]+",
+    0.8,
+)
+
+CORE_RECOGNIZERS: tuple[Recognizer, ...] = (
+    EMAIL, URL, IP_ADDRESS, IPV6, IBAN, CARD, MASKED_CARD, PHONE, PHONE_AFTER_LABEL, DATE, TIME, AGE, MONEY,
+    STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, GENERIC_ID, ID_AFTER_KEYWORD,
+    NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
+)

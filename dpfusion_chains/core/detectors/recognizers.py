@@ -1,0 +1,229 @@
+"""Building blocks for our own recognizers: compiled patterns, term lists, and names after triggers.
+
+A recognizer is anything with ``name`` and ``find(text) -> Iterable[DetectedSpan]``; users plug in
+their own by passing such objects (or a `PatternRecognizer`) to a detector or a profile.
+Everything here is pure Python + `re`: no spaCy, so the regex detector runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol, runtime_checkable
+
+from dpfusion_chains.core.detect import DetectedSpan
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Finds typed spans in a text. Must be stateless (shared across threads)."""
+
+    name: str
+
+    def find(self, text: str) -> Iterable[DetectedSpan]: ...
+
+
+class PatternRecognizer:
+    """One regular expression; each listed group (0 = whole match) becomes a span of its type.
+
+    ``groups`` maps a group (index or name) to an entity type, so one pattern can emit, say, a
+    street as ADDRESS and the city after it as LOCATION. ``validate(match_text)`` may veto a match
+    (return False), keep it (True), or retype/rescore it (return a ``(type, score)`` pair).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        entity_type: str,
+        pattern: str,
+        score: float = 0.85,
+        *,
+        flags: int = 0,
+        group: int | str = 0,
+        groups: Mapping[int | str, str] | None = None,
+        validate: Callable[[str], bool | tuple[str, float]] | None = None,
+    ) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.score = score
+        self.regex = re.compile(pattern, flags)
+        self.groups: dict[int | str, str] = dict(groups) if groups else {group: entity_type}
+        self.validate = validate
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        for match in self.regex.finditer(text):
+            for group, entity_type in self.groups.items():
+                start, end = match.span(group)
+                if start < 0 or end <= start:
+                    continue
+                start, end = _trim(text, start, end)
+                if end <= start:
+                    continue
+                score = self.score
+                if self.validate is not None:
+                    verdict = self.validate(text[start:end])
+                    if verdict is False:
+                        continue
+                    if isinstance(verdict, tuple):
+                        entity_type, score = verdict
+                yield DetectedSpan(start, end, entity_type, score)
+
+    def __repr__(self) -> str:
+        return f"PatternRecognizer({self.name!r}, {self.entity_type!r})"
+
+
+class TermsRecognizer:
+    """Whole-word occurrences of listed terms (a gazetteer), optionally case-insensitive."""
+
+    def __init__(self, name: str, entity_type: str, terms: Iterable[str], score: float = 0.85, *, ignore_case: bool = False) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.score = score
+        ordered = sorted({t.strip() for t in terms if t.strip()}, key=len, reverse=True)
+        if not ordered:
+            raise ValueError(f"recognizer {name!r} needs at least one non-empty term")
+        body = "|".join(re.escape(t) for t in ordered)
+        self.regex = re.compile(rf"(?<![\w@]){body_group(body)}(?![\w@])", re.IGNORECASE if ignore_case else 0)
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        for match in self.regex.finditer(text):
+            yield DetectedSpan(match.start(), match.end(), self.entity_type, self.score)
+
+    def __repr__(self) -> str:
+        return f"TermsRecognizer({self.name!r}, {self.entity_type!r})"
+
+
+def body_group(body: str) -> str:
+    return f"(?:{body})"
+
+
+# A name word: starts with an upper-case letter of any script (checked in Python, since `re` has
+# no \p{Lu}), may contain apostrophes and hyphens (O'Neill, Okafor-Nwosu), or is an initial ("J.").
+_WORD = re.compile(r"[^\W\d_][^\W\d_'’\-]*(?:['’\-][^\W\d_]+)*\.?")
+_GAP = re.compile(r"[ \t]{1,3}|[ \t]*,[ \t]*")
+_PARTICLES = frozenset(
+    "de da das do dos du des del della di van von der den ter ten la le el al bin binti bint ibn ben ap y e st st.".split()
+)
+
+
+class NameAfterTriggerRecognizer:
+    """PERSON names after honorifics, roles and form labels ("Dr", "Patient", "Name:").
+
+    NER models miss names in record-like text ("Patient Jane Roe, MRN ..."); a trigger word is
+    strong evidence, so the scan accepts 1-5 capitalised words (particles like "van", "de",
+    and initials allowed) and stops at the first word that is not part of a name.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        triggers: Iterable[str],
+        *,
+        score: float = 0.9,
+        stop_words: Iterable[str] = (),
+        case_sensitive_triggers: Iterable[str] = (),
+        allow_surname_first: bool = False,
+    ) -> None:
+        self.name = name
+        self.entity_type = "PERSON"
+        self.score = score
+        self.stop_words = frozenset(w.lower() for w in stop_words)
+        self.allow_surname_first = allow_surname_first
+        loose = sorted({t for t in triggers}, key=len, reverse=True)
+        strict = sorted({t for t in case_sensitive_triggers}, key=len, reverse=True)
+        alternatives = []
+        if loose:
+            alternatives.append("(?i:" + "|".join(re.escape(t) for t in loose) + ")")
+        if strict:
+            alternatives.append("|".join(re.escape(t) for t in strict))
+        if not alternatives:
+            raise ValueError(f"recognizer {name!r} needs trigger words")
+        # Trigger, then separators (":", ",", "-", "the"), then the name starts.
+        self.regex = re.compile(
+            r"(?<![\w])(?:" + "|".join(alternatives) + r")(?![\w])\.?(?:[ \t]*[:,\-–][ \t]*|[ \t]+)(?:(?i:the)[ \t]+)?"
+        )
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        for match in self.regex.finditer(text):
+            span = self._scan(text, match.end())
+            if span is not None:
+                yield DetectedSpan(span[0], span[1], "PERSON", self.score)
+
+    def _scan(self, text: str, pos: int) -> tuple[int, int] | None:
+        words: list[tuple[int, int]] = []
+        capitalised = 0
+        commas = 0
+        while len(words) < 5:
+            word = _WORD.match(text, pos)
+            if word is None:
+                break
+            token = word.group().rstrip(".")
+            lowered = token.lower()
+            is_name = token[:1].isupper() and lowered not in self.stop_words and not _is_acronym(token)
+            if not is_name and not (lowered in _PARTICLES and self._next_is_name(text, word.end())):
+                break
+            # Keep the trailing dot only for initials ("J."), not a sentence's full stop.
+            end = word.end() if len(token) == 1 else word.start() + len(token)
+            words.append((word.start(), end))
+            capitalised += int(is_name)
+            gap = _GAP.match(text, end)
+            if gap is None:
+                break
+            if "," in gap.group():
+                # "Roe, Jane" (surname first) only in form fields; otherwise a comma ends the name.
+                if not self.allow_surname_first or commas or len(words) > 1:
+                    break
+                commas += 1
+            pos = gap.end()
+        while words and text[words[-1][0] : words[-1][1]].lower() in _PARTICLES:
+            words.pop()
+        if not words or capitalised == 0:
+            return None
+        start, end = words[0][0], words[-1][1]
+        # Possessive "Smith's": the name is "Smith".
+        if text[end - 2 : end] in ("'s", "’s"):
+            end -= 2
+        return (start, end) if end > start else None
+
+    def _next_is_name(self, text: str, pos: int) -> bool:
+        # A particle belongs to a name only if a capitalised word follows ("de la Cruz").
+        while True:
+            gap = _GAP.match(text, pos)
+            if gap is None or "," in gap.group():
+                return False
+            word = _WORD.match(text, gap.end())
+            if word is None:
+                return False
+            token = word.group().rstrip(".")
+            if token.lower() in _PARTICLES:
+                pos = word.end()
+                continue
+            return token[:1].isupper() and token.lower() not in self.stop_words
+
+    def __repr__(self) -> str:
+        return f"NameAfterTriggerRecognizer({self.name!r})"
+
+
+def _is_acronym(token: str) -> bool:
+    # "MRN", "NHS", "DOB" after a trigger are field labels, not names; all-caps names ("ROE")
+    # have a vowel and are kept.
+    letters = [c for c in token if c.isalpha()]
+    if len(letters) < 2 or not all(c.isupper() for c in letters):
+        return False
+    return not any(c in "AEIOUY" for c in letters) or len(letters) <= 2
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Strip whitespace and sentence punctuation a pattern may have swallowed at either end."""
+    while start < end and (text[start].isspace() or text[start] in ",;:"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:"):
+        end -= 1
+    return start, end
+
+
+def run_recognizers(recognizers: Iterable[Recognizer], text: str) -> list[DetectedSpan]:
+    spans: list[DetectedSpan] = []
+    for recognizer in recognizers:
+        spans.extend(recognizer.find(text))
+    return spans

