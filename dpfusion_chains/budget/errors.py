@@ -1,20 +1,30 @@
 """Errors of the privacy budget. Each message says what happened and what to change.
 
 Input mistakes (a bad alpha, an unknown ledger URL, settling more than was reserved) are
-``ValueError``s; a spent budget and storage problems are ``DPFusionError``s (a ``RuntimeError``),
-so a caller can tell "fix your arguments" from "the ledger refused or is unavailable".
+``ValueError``s; a spent budget and storage problems are the library's ``DPFusionError`` and
+``RuntimeError``, so a caller can tell "fix your arguments" from "the ledger refused or is
+unavailable".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from dpfusion_chains.core.errors import DPFusionError
 
-class DPFusionError(RuntimeError):
-    """Base class of the library's runtime errors."""
+__all__ = [
+    "AlphaMismatchError",
+    "BudgetExhaustedError",
+    "DPFusionError",
+    "LedgerCorruptError",
+    "LedgerError",
+    "LedgerLockedError",
+    "LedgerSchemaError",
+    "LedgerUnavailableError",
+]
 
 
-class BudgetExhaustedError(DPFusionError):
+class BudgetExhaustedError(DPFusionError, RuntimeError):
     """A reservation would take one or more privacy units past their ε limit.
 
     ``units`` holds the units that do not fit, ``remaining`` their ε left, ``needed`` the ε
@@ -57,11 +67,11 @@ class BudgetExhaustedError(DPFusionError):
         return (type(self), (self.units, self.remaining, self.needed, self.limits))
 
 
-class AlphaMismatchError(ValueError):
+class AlphaMismatchError(DPFusionError, ValueError):
     """A call or a ledger unit composes RDP at another order than the budget."""
 
 
-class LedgerError(DPFusionError):
+class LedgerError(DPFusionError, RuntimeError):
     """The ledger's storage cannot be used; nothing was charged by the failed operation."""
 
 
