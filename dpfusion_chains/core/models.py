@@ -99,5 +99,53 @@ def load_model(
     return model, tokenizer, dev
 
 
+def cache_dir() -> Path:
+    """Where converted models are kept: $DPFUSION_CACHE_DIR or the user's cache directory."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("DPFUSION_CACHE_DIR") or user_cache_dir("dpfusion-chains"))
+
+
+def _converted(name: str, build: Any) -> Path:
+    """A directory produced once by `build(tmp_dir)` and then reused; written atomically so
+    concurrent processes never see half a conversion."""
+    target = cache_dir() / name
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{name}.{os.getpid()}.tmp"
+    build(tmp)
+    (tmp / ".complete").write_text("ok")
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def default_tokenizer() -> Any:
+    """The embedded model's tokenizer (chat template included); converted from GGUF once, then cached."""
+    from transformers import AutoTokenizer
+
+    def build(out: Path) -> None:
+        AutoTokenizer.from_pretrained(default_model_dir(), gguf_file=DEFAULT_GGUF_FILE).save_pretrained(out)
+
+    tokenizer = AutoTokenizer.from_pretrained(_converted("smollm2-135m-instruct-tokenizer", build))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_default(device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto") -> tuple[Any, Any, torch.device]:
-    return load_model(default_model_dir(), device=device, dtype=dtype, gguf_file=DEFAULT_GGUF_FILE)
+    """The embedded SmolLM2-135M-Instruct. Dequantising the GGUF file takes ~40 s on a small CPU,
+    so the float32 result is saved once under cache_dir() and loaded from there afterwards."""
+
+    def build(out: Path) -> None:
+        model, tokenizer, _ = load_model(default_model_dir(), device="cpu", dtype=torch.float32,
+                                         gguf_file=DEFAULT_GGUF_FILE)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return load_model(_converted("smollm2-135m-instruct-q4_1", build), device=device, dtype=dtype)
