@@ -24,7 +24,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/dpfusion demo
 
-test: setup
+# The budget tests start a throwaway PostgreSQL server (tests/budget/conftest.py); install the
+# server binaries when they are missing and we may (root with apt-get), else those tests skip loudly.
+postgres-server:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; } || \
+	  echo "warning: no PostgreSQL server binaries; the PostgreSQL ledger tests will be skipped"
+
+test: setup postgres-server
 	$(BIN)/python -m pytest -q tests
 
 test-fast: setup

@@ -18,9 +18,12 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from dpfusion_chains.core.accounting import conversion_offset
 
 from .errors import LedgerCorruptError, LedgerError, LedgerLockedError, LedgerSchemaError, LedgerUnavailableError
 from .ledger import (
@@ -81,6 +84,7 @@ class PostgresLedger(Ledger):
         self._conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(libpq)))
         self.url = _redact(url)
         self._s = f'"{self.schema}"'
+        self._pipelined = _has_pipeline()
         self._init_runtime()
         self._run(lambda conn, _: None)  # connect and check the schema now, not at the first call
 
@@ -213,13 +217,16 @@ class PostgresLedger(Ledger):
             conn.execute(f"DELETE FROM {self._s}.schema_version")
             conn.execute(f"INSERT INTO {self._s}.schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
 
-    def _states_in(self, conn: psycopg.Connection, units: list[str], lock: bool = False) -> dict[str, UnitState]:
+    def _states_in(self, conn: psycopg.Connection, units: list[str]) -> dict[str, UnitState]:
         sql = f"SELECT unit, alpha, delta, rdp FROM {self._s}.unit_totals WHERE unit = ANY(%s)"
-        if lock:
-            sql += " ORDER BY unit FOR UPDATE"
         return {u: UnitState(u, rdp, a, d) for u, a, d, rdp in conn.execute(sql, (units,))}
 
     # -- Ledger ----------------------------------------------------------------------------
+    def _batch(self, conn: psycopg.Connection) -> AbstractContextManager[object]:
+        """Pipeline mode when libpq has it: queued statements travel in one round trip, and a
+        transaction costs two round trips instead of one per statement (latency, not safety)."""
+        return conn.pipeline() if self._pipelined else nullcontext()
+
     def reserve(
         self,
         call_id: str,
@@ -234,18 +241,20 @@ class PostgresLedger(Ledger):
 
         def body(conn: psycopg.Connection, reconnected: bool) -> ReserveOutcome:
             outcome: ReserveOutcome | None = None
-            with conn.transaction():
+            with self._batch(conn), conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"dpfusion-call:{call_id}",))
-                rows = conn.execute(
+                existing = conn.execute(
                     f"SELECT unit, reserved_rdp, status FROM {self._s}.ledger_entries WHERE call_id = %s", (call_id,)
-                ).fetchall()
+                )
+                locked = self._lock_states(conn, units)
+                rows = existing.fetchall()  # first round trip: BEGIN, the call's lock, both reads
                 if rows:
                     stored = {u: r for u, r, _ in rows}
                     # After a lost connection, rows equal to ours are our own first attempt, committed
                     # before the reply was lost: report them as created so the caller may settle.
                     own = reconnected and rows[0][2] == RESERVED and stored == dict(amounts)
                     return ReserveOutcome(own, stored, rows[0][2], {})
-                states = self._states_in(conn, units, lock=True)
+                states = {u: UnitState(u, rdp, a, d) for u, a, d, rdp in locked.fetchall()}
                 missing = [u for u in units if u not in states]
                 if missing:  # first charge of these units: create their rows, then lock them too
                     conn.execute(
@@ -253,7 +262,7 @@ class PostgresLedger(Ledger):
                         "SELECT u, %s, %s, 0 FROM unnest(%s::text[]) AS u ON CONFLICT (unit) DO NOTHING",
                         (alpha, delta, missing),
                     )
-                    states.update(self._states_in(conn, missing, lock=True))
+                    states.update({u: UnitState(u, rdp, a, d) for u, a, d, rdp in self._lock_states(conn, missing).fetchall()})
                 refused = over_cap(states, amounts, caps, alpha)
                 if refused:
                     outcome = ReserveOutcome(False, dict(amounts), "", refused)
@@ -275,33 +284,48 @@ class PostgresLedger(Ledger):
 
         return self._run(body)
 
+    def _lock_states(self, conn: psycopg.Connection, units: list[str]) -> psycopg.Cursor:
+        # Sorted, so that calls over overlapping units take the row locks in one order.
+        return conn.execute(
+            f"SELECT unit, alpha, delta, rdp FROM {self._s}.unit_totals WHERE unit = ANY(%s) ORDER BY unit FOR UPDATE",
+            (units,),
+        )
+
     def settle(self, call_id: str, actual: Mapping[str, float], *, tokens: int | None, delta: float) -> SettleResult:
         def body(conn: psycopg.Connection, _: bool) -> SettleResult:
-            with conn.transaction():
+            with self._batch(conn), conn.transaction():
                 # FOR UPDATE: a concurrent settle of the same call waits, then sees it settled.
                 rows = conn.execute(
-                    f"SELECT unit, reserved_rdp, status FROM {self._s}.ledger_entries WHERE call_id = %s ORDER BY unit FOR UPDATE",
+                    f"SELECT unit, reserved_rdp, status, alpha FROM {self._s}.ledger_entries "
+                    "WHERE call_id = %s ORDER BY unit FOR UPDATE",
                     (call_id,),
                 ).fetchall()
-                stored = {u: (r, s) for u, r, s in rows}
+                stored = {u: (r, s) for u, r, s, _ in rows}
                 plan = plan_settle(call_id, stored, actual)
                 if isinstance(plan, str):
                     return plan
+                alphas = {u: a for u, _, _, a in rows}
                 units = sorted(plan)
-                refunds = [stored[u][0] - plan[u] for u in units]
-                totals = conn.execute(
-                    f"UPDATE {self._s}.unit_totals AS t SET rdp = GREATEST(0, t.rdp - v.refund), delta = %s "
-                    "FROM unnest(%s::text[], %s::float8[]) AS v(unit, refund) WHERE t.unit = v.unit "
-                    "RETURNING t.unit, t.rdp, t.alpha",
-                    (delta, units, refunds),
-                ).fetchall()
-                eps_by_unit = {u: epsilon_of(rdp, a, delta) for u, rdp, a in totals}
+                # One statement: lower the totals, then write each row's value and the ε of the new
+                # total (epsilon_of: 0 for nothing spent, else max(0, rdp + conversion offset)).
                 conn.execute(
+                    f"WITH v AS (SELECT * FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[]) "
+                    "AS v(unit, value, refund, offset_eps)), "
+                    f"t AS (UPDATE {self._s}.unit_totals AS t SET rdp = GREATEST(0, t.rdp - v.refund), delta = %s "
+                    "FROM v WHERE t.unit = v.unit RETURNING t.unit, t.rdp) "
                     f"UPDATE {self._s}.ledger_entries AS e SET rdp = v.value, tokens = %s, status = %s, "
-                    "settled_at = now(), epsilon = v.eps "
-                    "FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS v(unit, value, eps) "
-                    "WHERE e.call_id = %s AND e.unit = v.unit",
-                    (tokens, SETTLED, units, [plan[u] for u in units], [eps_by_unit[u] for u in units], call_id),
+                    "settled_at = now(), epsilon = CASE WHEN t.rdp <= 0 THEN 0 ELSE GREATEST(0, t.rdp + v.offset_eps) END "
+                    "FROM v JOIN t ON t.unit = v.unit WHERE e.call_id = %s AND e.unit = v.unit",
+                    (
+                        units,
+                        [plan[u] for u in units],
+                        [stored[u][0] - plan[u] for u in units],
+                        [conversion_offset(alphas[u], delta) for u in units],
+                        delta,
+                        tokens,
+                        SETTLED,
+                        call_id,
+                    ),
                 )
                 return "settled"
 
@@ -334,6 +358,13 @@ class PostgresLedger(Ledger):
                 return removed
 
         return self._run(body)
+
+
+def _has_pipeline() -> bool:
+    capabilities = getattr(psycopg, "capabilities", None)  # psycopg >= 3.2
+    if capabilities is not None:
+        return bool(capabilities.has_pipeline())
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def _utc(value: datetime) -> datetime:
