@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,6 +51,16 @@ def _check_epsilon(value: object, what: str) -> float:
     return float(value)
 
 
+def _check_tokens(value: object) -> int:
+    try:
+        tokens = operator.index(value)  # int, numpy and torch integers
+    except TypeError:
+        tokens = -1
+    if isinstance(value, bool) or tokens < 0:
+        raise ValueError(f"tokens must be an integer >= 0 (the number of sampled tokens T), got {value!r}")
+    return tokens
+
+
 class Reservation:
     """A reserved worst case; a context manager. Leaving it without `settle` charges it in full.
 
@@ -77,6 +88,9 @@ class Reservation:
 
         Must not exceed what was reserved (ValueError). Settling again changes nothing.
         """
+        if self.replayed:  # the first reservation of this call id keeps its charge
+            log.debug("settle of replayed call %s ignored", self.call_id)
+            return
         if isinstance(rdp, Mapping):
             extra = sorted(set(rdp) - self.units)
             missing = sorted(self.units - set(rdp))
@@ -89,8 +103,8 @@ class Reservation:
         else:
             value = check_rdp(rdp)
             actual = {u: value for u in self.units}
-        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
-            raise ValueError(f"tokens must be an integer >= 0 (the number of sampled tokens T), got {tokens!r}")
+        if tokens is not None:
+            tokens = _check_tokens(tokens)
         for unit, value in actual.items():
             reserved = self.reserved[unit]
             if value > reserved + CAP_SLACK * max(reserved, 1.0):
@@ -99,8 +113,6 @@ class Reservation:
                     "a call may not cost more than its reserved worst case (reserve max_new_tokens · per-step RDP)."
                 )
         if self._done:
-            if self.replayed:
-                log.debug("settle of replayed call %s ignored: the first reservation keeps its charge", self.call_id)
             return
         result = self.budget.ledger.settle(self.call_id, actual, tokens=tokens, delta=self.budget.delta)
         if result == "missing":

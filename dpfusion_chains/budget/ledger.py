@@ -11,6 +11,7 @@ and PostgreSQL ledgers decide identically.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from abc import ABC, abstractmethod
@@ -116,7 +117,8 @@ def check_id(value: object, what: str) -> str:
 
 
 def check_rdp(value: object, what: str = "rdp") -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    # numbers.Real admits numpy scalars as well as int and float.
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{what} must be a finite number >= 0 (RDP at the budget's alpha), got {value!r}")
     return float(value)
 

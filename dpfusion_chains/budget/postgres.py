@@ -117,8 +117,10 @@ class PostgresLedger(Ledger):
         try:
             conn.execute(f"SET lock_timeout = {max(1, int(self.timeout * 1000))}")
             self._ensure_schema(conn)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise self._wrap(exc) from exc
             raise
         self._local.conn = conn
         with self._lock:

@@ -298,3 +298,16 @@ def test_memory_ledger_is_fresh_each_time():
     a, b = make("memory://"), make("memory://")
     a.reserve({"u"}, rdp=0.3)
     assert b.spent("u") == 0.0
+
+
+def test_replayed_subset_settles_as_a_no_op_and_numpy_numbers_work(ledger_url):
+    np = pytest.importorskip("numpy")
+    budget = make(ledger_url)
+    budget.reserve({"a", "b"}, rdp=np.float32(0.5), call_id="c-1")
+    replay = budget.reserve({"a"}, rdp=0.5, call_id="c-1")
+    assert replay.replayed and replay.units == {"a", "b"}
+    replay.settle({"a": 0.1}, tokens=np.int64(2))
+    assert budget.spent_rdp("a") == pytest.approx(0.5)
+    with budget.reserve({"c"}, rdp=np.float64(0.5)) as r:
+        r.settle(np.float64(0.25), tokens=np.int64(7))
+    assert budget.entries("c")[0].tokens == 7 and budget.spent_rdp("c") == pytest.approx(0.25)
