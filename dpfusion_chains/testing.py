@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.detect import DetectedSpan, Detector
 from dpfusion_chains.core.engine import DPFusionEngine
 from dpfusion_chains.core.models import default_tokenizer
 
@@ -32,3 +33,21 @@ def tiny_engine(seed: int = 0, detector: str = "whole", **kwargs: Any) -> DPFusi
     tokenizer = default_tokenizer()
     return DPFusionEngine(tiny_model(tokenizer, seed), tokenizer, device="cpu", detector=detector,
                           model_name="tiny-random-llama", **kwargs)
+
+
+class FixedDetector(Detector):
+    """Marks every occurrence of the given words (a deterministic stand-in for NER in unit tests)."""
+
+    name = "fixed"
+
+    def __init__(self, words: dict[str, str]):
+        self.words = words
+
+    def detect(self, text: str) -> list[DetectedSpan]:
+        spans = []
+        for word, kind in self.words.items():
+            start = text.find(word)
+            while start >= 0:
+                spans.append(DetectedSpan(start, start + len(word), kind))
+                start = text.find(word, start + 1)
+        return spans

@@ -187,10 +187,8 @@ def calibrate_bound(
     step = cap / max_new_tokens  # per-step RDP allowed
     # Invert ρ = ln((G−k)/G + k/G·e^{(α−1)x})/(α−1) for the component RDP x.
     g, k = float(groups), float(touched)
-    if (alpha - 1.0) * step < 700:
-        x = math.log((g / k) * math.exp((alpha - 1.0) * step) - (g - k) / k) / (alpha - 1.0)
-    else:  # overflow: x = step is a safe under-estimate (the exact x is a little larger)
-        x = step
+    # Stable form: x = ρ + ln(G/k)/(α−1) + ln(1 − (G−k)/G·e^{−(α−1)ρ})/(α−1).
+    x = step + (math.log(g / k) + math.log1p(-(g - k) / g * math.exp(-(alpha - 1.0) * step))) / (alpha - 1.0)
     if accounting == "sound":
         return x / c_alpha(alpha)
     if accounting == "paper":

@@ -53,8 +53,10 @@ def mixture_logprobs(lam: torch.Tensor, logp_private: torch.Tensor, logp_public:
 
 
 def enforced_bound(bound: torch.Tensor) -> torch.Tensor:
-    """The bound the float32 search checks against: b minus the float32 error margin (never < 0)."""
-    return (bound * (1.0 - REL_TOLERANCE) - ABS_TOLERANCE).clamp_min(0.0)
+    """The bound the float32 search checks against: b minus the float32 error margin. It is left
+    negative for b below the margin, so that only λ = 0 (always admitted) remains: float32 rounds
+    the divergence of a tiny λ to 0, which must not pass as ≤ b."""
+    return bound * (1.0 - REL_TOLERANCE) - ABS_TOLERANCE
 
 
 def search_lambda(

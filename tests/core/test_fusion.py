@@ -1,0 +1,146 @@
+"""The mechanism's math (DESIGN §3, §8): divergences, the λ search, the order-2α bound."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dpfusion_chains.core.accounting import c_alpha
+from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, renyi_divergence,
+                                         search_lambda, symmetric_renyi)
+
+
+def logp(*probs: float) -> torch.Tensor:
+    return torch.tensor(probs, dtype=torch.float64).log()
+
+
+def test_renyi_known_value():
+    p, q = logp(0.5, 0.5), logp(0.9, 0.1)
+    alpha = 2.0
+    expected = math.log(0.5**2 / 0.9 + 0.5**2 / 0.1) / (alpha - 1)
+    assert renyi_divergence(p, q, alpha).item() == pytest.approx(expected)
+
+
+def test_renyi_zero_and_infinite_support():
+    assert renyi_divergence(logp(1.0, 0.0), logp(0.5, 0.5), 2.0).item() == pytest.approx(math.log(2))
+    assert math.isinf(renyi_divergence(logp(0.5, 0.5), logp(1.0, 0.0), 2.0).item())
+    assert renyi_divergence(logp(0.3, 0.7), logp(0.3, 0.7), 3.0).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_design_counterexample_passes_order_alpha_but_fails_order_2alpha():
+    alpha, b = 1.5, 0.02
+    p_pub, m, m2 = logp(8e-5, 1 - 8e-5), logp(2.468e-3, 1 - 2.468e-3), logp(4.950e-9, 1 - 4.950e-9)
+    # all four order-α constraints hold (up to the 4-digit rounding of the published numbers) ...
+    assert symmetric_renyi(m, p_pub, alpha).item() <= b * (1 + 1e-4)
+    assert symmetric_renyi(m2, p_pub, alpha).item() <= b * (1 + 1e-4)
+    # ... yet the neighbours are far apart at order α
+    assert renyi_divergence(m, m2, alpha).item() == pytest.approx(2.02, abs=0.02)
+    # the order-2α check rejects at least one of them
+    assert max(symmetric_renyi(m, p_pub, 2 * alpha).item(), symmetric_renyi(m2, p_pub, 2 * alpha).item()) > b
+
+
+def test_mixture_endpoints_are_exact():
+    p, q = torch.log_softmax(torch.randn(2, 50, dtype=torch.float64), -1)
+    assert torch.allclose(mixture_logprobs(torch.tensor(0.0, dtype=torch.float64), p, q), q)
+    assert torch.allclose(mixture_logprobs(torch.tensor(1.0, dtype=torch.float64), p, q), p)
+
+
+def test_fuse_is_the_uniform_average():
+    mix = torch.log_softmax(torch.randn(3, 20, dtype=torch.float64), -1)
+    assert torch.allclose(fuse(mix).exp(), mix.exp().mean(0))
+
+
+def _logits(draw, vocab: int, scale: float) -> torch.Tensor:
+    values = draw(st.lists(st.floats(-1, 1), min_size=vocab, max_size=vocab))
+    return torch.tensor(values) * scale
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), vocab=st.sampled_from([2, 3, 17, 300, 2000]), alpha=st.sampled_from([1.25, 1.5, 2.0, 4.0, 8.0]),
+       b=st.sampled_from([1e-5, 1e-3, 0.02, 0.3, 2.0]), temperature=st.floats(0.1, 2.0),
+       scale=st.sampled_from([1.0, 10.0, 60.0]), half=st.booleans(), holes=st.integers(0, 3))
+def test_chosen_lambda_meets_the_order_2alpha_bound(data, vocab, alpha, b, temperature, scale, half, holes):
+    pub = _logits(data.draw, vocab, scale)
+    priv = pub + _logits(data.draw, vocab, scale)
+    if half:  # fp16 model outputs, upcast as the engine does
+        pub, priv = pub.half().float(), priv.half().float()
+    for i in range(min(holes, vocab - 1)):  # -inf entries (masked / overflowed logits)
+        (priv if i % 2 else pub)[i] = float("-inf")
+    lp_pub = torch.log_softmax(pub / temperature, -1)[None]
+    lp_priv = torch.log_softmax(priv / temperature, -1)[None]
+    lam, _ = search_lambda(lp_priv, lp_pub, b, 2 * alpha)
+    assert 0.0 <= lam.item() <= 1.0
+    m64 = mixture_logprobs(lam.double(), lp_priv.double(), lp_pub.double())
+    assert symmetric_renyi(m64, lp_pub.double(), 2 * alpha).item() <= b
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), vocab=st.sampled_from([2, 3, 5, 40]), alpha=st.sampled_from([1.5, 2.0, 3.0, 6.0]),
+       b=st.sampled_from([1e-3, 0.02, 0.2, 1.0]), scale=st.sampled_from([1.0, 8.0, 30.0]))
+def test_neighbouring_mixtures_are_within_c_alpha_b(data, vocab, alpha, b, scale):
+    lp_pub = torch.log_softmax(_logits(data.draw, vocab, scale), -1).double()
+    lp_a = torch.log_softmax(_logits(data.draw, vocab, scale), -1).double()
+    lp_b = torch.log_softmax(_logits(data.draw, vocab, scale), -1).double()
+    lam, _ = search_lambda(torch.stack([lp_a, lp_b]), lp_pub.expand(2, -1), b, 2 * alpha)
+    m = mixture_logprobs(lam, torch.stack([lp_a, lp_b]), lp_pub.expand(2, -1))
+    assert renyi_divergence(m[0], m[1], alpha).item() <= c_alpha(alpha) * b * (1 + 1e-9) + 1e-12
+
+
+@pytest.mark.parametrize("alpha,b", [(1.5, 0.02), (2.0, 0.05), (4.0, 0.5)])
+def test_adversarial_neighbours_stay_within_c_alpha_b(alpha, b):
+    """Hill-climb on two private distributions to maximise D_α(m‖m′) among mixtures that pass the
+    order-2α check; the worst ratio found must stay below c_α."""
+    gen = torch.Generator().manual_seed(0)
+    best = 0.0
+    for restart in range(12):
+        x = torch.randn(3, 4, generator=gen, dtype=torch.float64) * 6
+        score = -1.0
+        for _ in range(150):
+            cand = x + torch.randn(3, 4, generator=gen, dtype=torch.float64) * 2.0
+            lp = torch.log_softmax(cand, -1)
+            lam, _ = search_lambda(lp[1:], lp[:1].expand(2, -1), b, 2 * alpha)
+            m = mixture_logprobs(lam, lp[1:], lp[:1].expand(2, -1))
+            value = renyi_divergence(m[0], m[1], alpha).item()
+            if value > score:
+                x, score = cand, value
+        best = max(best, score)
+    assert 0 < best <= c_alpha(alpha) * b
+
+
+def test_head_and_tail_search_is_conservative_and_close_to_exact():
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randn(1, 5000, generator=gen) * 3
+    lp = torch.log_softmax(torch.cat([base, base + torch.randn(1, 5000, generator=gen) * 0.4]), -1)
+    lam_fast, _ = search_lambda(lp[1:], lp[:1], 0.05, 4.0, head_tokens=256)
+    lam_exact, _ = search_lambda(lp[1:], lp[:1], 0.05, 4.0, head_tokens=5000)
+    assert lam_fast.item() <= lam_exact.item() + 1e-6
+    assert lam_fast.item() >= 0.9 * lam_exact.item() > 0
+
+
+def test_public_zero_where_private_positive_forces_lambda_zero():
+    lp_pub = logp(0.5, 0.5, 0.0).float()[None]
+    lp_priv = logp(0.4, 0.4, 0.2).float()[None]
+    lam, _ = search_lambda(lp_priv, lp_pub, 10.0, 4.0)
+    assert lam.item() == 0.0
+
+
+def test_bound_zero_gives_public_distribution():
+    lp = torch.log_softmax(torch.randn(2, 100), -1)
+    lam, div = search_lambda(lp[1:], lp[:1], 0.0, 4.0)
+    assert lam.item() == 0.0 and abs(div.item()) < 1e-5
+
+
+def test_identical_distributions_mix_fully():
+    lp = torch.log_softmax(torch.randn(1, 100), -1)
+    lam, _ = search_lambda(lp, lp, 0.01, 4.0)
+    assert lam.item() == 1.0
+
+
+def test_candidate_set_comes_from_public_alone():
+    lp_pub = torch.log_softmax(torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0]), -1)
+    assert public_candidate_mask(lp_pub, 2, None).tolist() == [True, True, False, False, False]
+    mask = public_candidate_mask(lp_pub, None, 0.7)
+    assert mask[0] and mask[1] and not mask[4]
+    assert public_candidate_mask(lp_pub, None, 1e-9).tolist() == [True, False, False, False, False]
