@@ -8,6 +8,16 @@ charge, even when two workers race with the same id. Tables live in their own Po
 (``dpfusion`` unless ``?schema=NAME``), so the ledger can share a database with an application.
 
 Needs the ``postgres`` extra (psycopg 3).
+
+Production set-up (once, as a DBA; the library then creates and versions its tables itself):
+
+    CREATE ROLE dpfusion LOGIN PASSWORD '…';
+    CREATE SCHEMA dpfusion AUTHORIZATION dpfusion;      -- or GRANT USAGE, CREATE ON SCHEMA …
+    -- ledger="postgresql://dpfusion:…@db-host:5432/appdb?sslmode=require&schema=dpfusion"
+
+Keep ``fsync`` and ``synchronous_commit`` on: a committed reservation must survive a crash.
+Every worker opens one connection per thread; size ``max_connections`` or put PgBouncer
+(transaction mode works: each operation is one transaction) in front.
 """
 
 from __future__ import annotations
