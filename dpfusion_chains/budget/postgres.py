@@ -16,8 +16,9 @@ Production set-up (once, as a DBA; the library then creates and versions its tab
     -- ledger="postgresql://dpfusion:…@db-host:5432/appdb?sslmode=require&schema=dpfusion"
 
 Keep ``fsync`` and ``synchronous_commit`` on: a committed reservation must survive a crash.
-Every worker opens one connection per thread; size ``max_connections`` or put PgBouncer
-(transaction mode works: each operation is one transaction) in front.
+Every worker process opens one connection per thread that uses the budget (with a session-level
+lock_timeout and prepared statements, so use session pooling if a pooler sits in front); size
+``max_connections`` for that.
 """
 
 from __future__ import annotations
