@@ -111,3 +111,21 @@ def _ensure_builtin_registered() -> None:
     # Importing the recognizer modules registers "regex" and "presidio" (kept out of import time:
     # the Presidio detector loads spaCy).
     from dpfusion_chains.core import detectors  # noqa: F401
+
+
+def make_detector(spec: str | Detector = "presidio", /, **options: object) -> Detector:
+    """A configured detector, built once per configuration and shared afterwards.
+
+    ``spec``: ``"presidio"`` (default), ``"regex"``, ``"whole"``, ``"hf"``, or ``"<kind>:<profile>"``;
+    options: ``profile`` ("health" | "legal" | "finance" | "general" | a DetectionProfile), ``entities``,
+    ``score_threshold``, ``allow_list``, ``deny_list``, ``recognizers``, and per kind ``language``,
+    ``spacy_model`` (Presidio) or ``model_path`` (Hugging Face token classifier).
+    A Detector object is returned as is.
+    """
+    if isinstance(spec, Detector):
+        if options:
+            raise ValueError("options apply to detector names, not to a Detector object")
+        return spec
+    from dpfusion_chains.core.detectors.factory import make_detector as build
+
+    return build(spec, **options)  # type: ignore[arg-type]

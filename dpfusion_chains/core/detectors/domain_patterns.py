@@ -4,7 +4,7 @@ codes, account numbers, banks and employers)."""
 
 from __future__ import annotations
 
-from dpfusion_chains.core.detectors.recognizers import PatternRecognizer, Recognizer
+from dpfusion_chains.core.detectors.recognizers import KeywordValueRecognizer, PatternRecognizer, Recognizer
 
 _CAP = r"[A-Z][\w'’\-]*"
 # Up to five capitalised words (with "St", "of", "the", "&" inside) before a head noun.
@@ -45,13 +45,12 @@ HEALTH_FACILITY = PatternRecognizer(
     0.9,
     validate=_strip_article,
 )
-MRN = PatternRecognizer(
+MRN = KeywordValueRecognizer(
     "mrn",
     "ID",
-    r"(?i:\b(?:MRN|medical record(?:\s+(?:number|no))?|hospital (?:number|no)|unit (?:number|no)|patient (?:id|number|no)|chart(?:\s+(?:number|no))?|CHI)\b\.?\s*(?:[:#=]|is)?\s*)"
-    r"([A-Z]{0,4}[-/ ]?\d[\d\-/ ]{1,14}\d|\d)\b",
+    (r"mrn", r"medical record", r"hospital", r"unit", r"patient", r"chart", r"chi", r"case note", r"casenote"),
+    r"([A-Z]{0,4}[-/ ]?\d(?:[\d/-]|[ ](?=\d))*\d|\d)(?![\w-])",
     0.95,
-    group=1,
 )
 NHS_NUMBER = PatternRecognizer(
     "nhs_number",
@@ -60,12 +59,13 @@ NHS_NUMBER = PatternRecognizer(
     0.6,
     validate=_nhs_number,
 )
-INSURANCE_ID = PatternRecognizer(
+INSURANCE_ID = KeywordValueRecognizer(
     "insurance_id",
     "ID",
-    r"(?i:\b(?:insurance|insurer|policy|member|medicare|medicaid|subscriber|group)\s+(?:id|number|no|#)\.?\s*[:#]?\s*)([A-Z0-9][A-Z0-9-]{3,20})\b",
+    (r"insurance", r"insurer", r"policy", r"member", r"medicare", r"medicaid", r"subscriber", r"group", r"plan"),
+    r"([A-Z0-9][A-Za-z0-9-]{3,20})(?![\w-])",
     0.9,
-    group=1,
+    validate=lambda m: any(c.isdigit() for c in m),
 )
 
 # ----------------------------------------------------------------------------- legal
@@ -91,14 +91,14 @@ LAW_FIRM = PatternRecognizer(
     0.9,
     validate=_strip_article,
 )
-CASE_NUMBER = PatternRecognizer(
+CASE_NUMBER = KeywordValueRecognizer(
     "case_number",
     "ID",
-    r"(?i:\b(?:case|claim|appeal|application|complaint|matter|docket|file|indictment|petition|action|proceedings|charge|warrant|cause|index)"
-    r"\s*(?:number|no|nos|ref|reference|#)?\.?\s*[:#]?\s*)"
-    r"((?:[A-Z]{1,6}[-/ ]?)?\d[\w]*(?:[-/:. ][A-Z0-9]*\d[A-Z0-9]*)*(?:[-/][A-Z]{1,4})?)",
+    (r"case", r"claim", r"appeal", r"application", r"complaint", r"matter", r"docket", r"file", r"indictment", r"petition",
+     r"action", r"proceedings", r"charge", r"warrant", r"cause", r"index", r"court ref", r"our ref", r"your ref", r"nos?"),
+    r"((?:[A-Z]{1,6}[-/ ]?)?\d[A-Za-z0-9]*(?:[-/:.][A-Za-z0-9]*\d?[A-Za-z0-9]*|[ ](?=[A-Z0-9]*\d))*(?:[-/][A-Z]{1,4})?)(?![\w-])",
     0.92,
-    group=1,
+    connector=r"\.?(?:[ \t]*(?:numbers?|nos?|ref|reference|#)(?![\w])\.?)?[ \t]*[:#]?[ \t]*",
 )
 NEUTRAL_CITATION = PatternRecognizer(
     "neutral_citation",
@@ -107,12 +107,12 @@ NEUTRAL_CITATION = PatternRecognizer(
     r"[\[(](?:19|20)\d{2}[\])]\s+(?:\d+\s+)?[A-Z][A-Za-z]{1,7}(?:\s+(?:Civ|Crim|Admin|Fam|Ch|Comm|Pat|IPEC|TCC|KB|QB))?\s+\d{1,6}(?:\s+\([A-Za-z]{1,8}\))?",
     0.92,
 )
-BAR_NUMBER = PatternRecognizer(
+BAR_NUMBER = KeywordValueRecognizer(
     "bar_number",
     "ID",
-    r"(?i:\b(?:bar|SRA|barrister|solicitor|attorney|registration|roll)\s+(?:no|number|id|#)\.?\s*[:#]?\s*)([A-Z0-9][A-Z0-9-]{2,14})\b",
+    (r"bar", r"sra", r"barrister", r"solicitor", r"attorney", r"registration", r"roll", r"practising certificate"),
+    r"([A-Z0-9][A-Z0-9-]{2,14})(?![\w-])",
     0.9,
-    group=1,
     validate=lambda m: any(c.isdigit() for c in m),
 )
 
@@ -122,30 +122,38 @@ _ISO_COUNTRY = (
     "|JO|JP|KE|KR|KW|KZ|LB|LI|LT|LU|LV|MA|MC|MT|MU|MX|MY|NG|NL|NO|NZ|PE|PH|PK|PL|PT|QA|RO|RS|RU|SA|SE|SG|SI|SK|TH|TN"
     "|TR|TW|UA|US|VN|ZA"
 )
-SWIFT_BIC = PatternRecognizer(
+SWIFT_BIC = KeywordValueRecognizer(
     "swift_bic",
     "ID",
-    # 4-letter bank, ISO country, 2-char location, optional 3-char branch. Without a digit the shape
-    # is also an ordinary upper-case word, so then the "SWIFT"/"BIC" keyword is required.
-    rf"(?i:\b(?:SWIFT|BIC|SWIFT/BIC|BIC/SWIFT)(?:\s+code)?\s*[:#]?\s*)(?-i:([A-Z]{{4}}(?:{_ISO_COUNTRY})[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?))\b"
-    rf"|\b([A-Z]{{4}}(?:{_ISO_COUNTRY})(?=[A-Z0-9]{{0,4}}\d)[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?)\b",
-    0.9,
-    groups={1: "ID", 2: "ID"},
+    (r"swift", r"bic", r"swift/bic", r"bic/swift", r"swift code", r"bic code"),
+    rf"([A-Z]{{4}}(?:{_ISO_COUNTRY})[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?)\b",
+    0.92,
+    connector=r"[ \t]*(?:code)?[ \t]*[:#]?[ \t]*",
 )
-SORT_CODE = PatternRecognizer(
+# Without a keyword the shape is also an ordinary upper-case word, so a digit is required.
+SWIFT_WITH_DIGIT = PatternRecognizer(
+    "swift_with_digit",
+    "ID",
+    rf"\b[A-Z]{{4}}(?:{_ISO_COUNTRY})(?=[A-Z0-9]{{0,4}}\d)[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?\b",
+    0.85,
+)
+SORT_CODE = KeywordValueRecognizer(
     "sort_code",
     "ID",
-    r"(?i:\bsort(?:ing)?\s*code\s*[:#]?\s*)(\d{2}[- ]?\d{2}[- ]?\d{2})\b|(?<![\d-])(\d{2}-\d{2}-\d{2})(?![\d-])",
+    (r"sort code", r"sorting code", r"sort-code", r"s/c", r"bsb", r"routing number", r"aba"),
+    r"(\d{2}[- ]?\d{2}[- ]?\d{2}(?:\d{3})?)(?![\w-])",
     0.92,
-    groups={1: "ID", 2: "ID"},
+    connector=r"[ \t]*[:#]?[ \t]*",
 )
-ACCOUNT_NUMBER = PatternRecognizer(
+SORT_CODE_SHAPE = PatternRecognizer("sort_code_shape", "ID", r"(?<![\d-])\d{2}-\d{2}-\d{2}(?![\d-])", 0.85)
+ACCOUNT_NUMBER = KeywordValueRecognizer(
     "account_number",
     "ID",
-    r"(?i:\b(?:account|acct|a/c|routing|ABA|customer|member|loan|mortgage|card|reference|ref|transaction|txn|cheque|check|payment|BSB)"
-    r"\s*(?:number|no|num|#|id)?\.?\s*(?:ending(?:\s+in)?)?\s*[:#]?\s*)([*xX•]*\d[\d -]{2,22}\d|\d{2,})\b",
+    (r"account", r"acct", r"a/c", r"customer", r"member", r"loan", r"mortgage", r"card", r"reference", r"ref",
+     r"transaction", r"txn", r"cheque", r"check", r"payment", r"iban", r"ending", r"ending in", r"last four"),
+    r"([*xX•]*\d(?:[\d-]|[ ](?=\d))*\d|[*xX•]*\d{2,})(?![\w-])",
     0.92,
-    group=1,
+    connector=r"\.?(?:[ \t]*(?:number|no|num|#|id)(?![\w])\.?)?[ \t]*(?:ending(?:[ \t]+in)?)?[ \t]*[:#]?[ \t]*",
 )
 FINANCE_ORG = PatternRecognizer(
     "finance_org",
@@ -159,18 +167,22 @@ FINANCE_ORG = PatternRecognizer(
     0.88,
     validate=_strip_article,
 )
-EMPLOYER_AFTER_CUE = PatternRecognizer(
+EMPLOYER_AFTER_CUE = KeywordValueRecognizer(
     "employer_after_cue",
     "ORGANIZATION",
     # Salary and employment lines name the employer: "Salary from Northwind Traders", "employed by X".
-    rf"(?i:\b(?:salary|wages|payroll|pay)\s+(?:from|-|:)\s*|\bemployed (?:by|at)\s+|\bemployer\s*[:\-]?\s*|\bworks (?:for|at)\s+)((?-i:{_CAP}(?:\s+(?:{_CAP}|&|and|of)){{0,4}}))",
+    (r"salary", r"wages", r"payroll", r"pay", r"employed by", r"employed at", r"employer", r"works for", r"works at", r"bacs credit"),
+    rf"({_CAP}(?:[ \t]+(?:{_CAP}|&|and|of)){{0,4}})",
     0.85,
-    group=1,
+    connector=r"[ \t]*(?:from|-|:|–)?[ \t]*",
+    validate=lambda m: m.split()[0] not in {"The", "A", "An", "Ltd", "Monthly", "Weekly", "Net", "Gross", "Received"},
 )
 
 HEALTH_RECOGNIZERS: tuple[Recognizer, ...] = (HEALTH_FACILITY, MRN, NHS_NUMBER, INSURANCE_ID)
 LEGAL_RECOGNIZERS: tuple[Recognizer, ...] = (COURT, LAW_FIRM, CASE_NUMBER, NEUTRAL_CITATION, BAR_NUMBER)
-FINANCE_RECOGNIZERS: tuple[Recognizer, ...] = (SWIFT_BIC, SORT_CODE, ACCOUNT_NUMBER, FINANCE_ORG, EMPLOYER_AFTER_CUE)
+FINANCE_RECOGNIZERS: tuple[Recognizer, ...] = (
+    SWIFT_BIC, SWIFT_WITH_DIGIT, SORT_CODE, SORT_CODE_SHAPE, ACCOUNT_NUMBER, FINANCE_ORG, EMPLOYER_AFTER_CUE,
+)
 
 RECOGNIZER_SETS: dict[str, tuple[Recognizer, ...]] = {
     "health": HEALTH_RECOGNIZERS,

@@ -12,8 +12,11 @@ import re
 
 from dpfusion_chains.core.detectors.gazetteers import COUNTRIES, NRP_TERMS, REGIONS
 from dpfusion_chains.core.detectors.recognizers import (
+    DigitTokenRecognizer,
+    KeywordValueRecognizer,
     NameAfterTriggerRecognizer,
     PatternRecognizer,
+    PrecedingPlaceRecognizer,
     Recognizer,
     TermsRecognizer,
 )
@@ -110,7 +113,9 @@ def _identifier(match: str) -> bool:
         if re.fullmatch(r"\d+", match):
             return digits >= 5
         return digits >= 4 and not re.fullmatch(r"\d+[.,]\d+", match)
-    return digits >= 3 or (digits >= 2 and letters >= 2 and bool(re.search(r"\d", match[-1]) or re.search(r"[-/]", match)))
+    # Mixed tokens: 3+ digits ("A1234567"), or 2 digits in an all-caps code ("AB12CD"); "54-year-old",
+    # "COVID-19"-style words with lower-case parts and few digits are not identifiers.
+    return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(c.islower() for c in match))
 
 
 def _ipv4(match: str) -> bool:
@@ -179,13 +184,13 @@ PHONE = PatternRecognizer(
     0.85,
     validate=_phone,
 )
-PHONE_AFTER_LABEL = PatternRecognizer(
+PHONE_AFTER_LABEL = KeywordValueRecognizer(
     "phone_after_label",
     "PHONE_NUMBER",
-    r"(?i:\b(?:tel|telephone|phone|mobile|mob|cell|fax|contact number|landline)\b\.?(?:\s*(?:no\.?|number|#))?\s*[:\-]?\s*)"
+    ("tel", "telephone", "phone", "mobile", "mob", "cell", "fax", "contact number", "landline", "ph"),
     r"(\+?[\d(][\d\s().-]{5,20}\d)",
     0.9,
-    group=1,
+    connector=r"\.?(?:[ \t]*(?:no\.?|number|#))?[ \t]*[:\-]?[ \t]*",
     validate=_phone,
 )
 DATE = PatternRecognizer(
@@ -213,11 +218,19 @@ TIME = PatternRecognizer(
 AGE = PatternRecognizer(
     "age",
     "AGE",
-    r"(?i:\b(?:aged|age|ages|age:|at the age of|age of)\s*[:\-]?\s*(\d{1,3})\b)"
-    r"|\b(\d{1,3})(?:[\s-]?(?i:years?|yrs?|yr)[\s-]?(?i:old|of age)\b|[\s-]?(?i:year|yr)-old\b)"
+    r"\b(\d{1,3})(?:[\s-]?(?i:years?|yrs?|yr)[\s-]?(?i:old|of age)\b|[\s-]?(?i:year|yr)-old\b)"
     r"|\b(\d{1,3})\s?(?i:y/o|y\.o\.|yo|yrs?\b)",
     0.9,
-    groups={1: "AGE", 2: "AGE", 3: "AGE"},
+    groups={1: "AGE", 2: "AGE"},
+    validate=lambda m: int(m) <= 125,
+)
+AGE_AFTER_KEYWORD = KeywordValueRecognizer(
+    "age_after_keyword",
+    "AGE",
+    ("aged", "age", "ages", "at the age of", "age of", "aged about"),
+    r"(\d{1,3})(?![\d/.:-])",
+    0.9,
+    connector=r"[ \t]*[:\-]?[ \t]*",
     validate=lambda m: int(m) <= 125,
 )
 MONEY = PatternRecognizer(
@@ -255,39 +268,48 @@ FOREIGN_STREET = PatternRecognizer(
     0.9,
 )
 PO_BOX = PatternRecognizer("po_box", "ADDRESS", r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box|PO Box)\s+\d{1,7}\b", 0.9, flags=re.IGNORECASE)
+_POSTCODES = (
+    rf"\b(?P<code>{UK_POSTCODE})\b"
+    r"|\b(?:" + US_STATES + r")\s+(?P<zip>\d{5}(?:-\d{4})?)\b"
+    r"|\b(?P<ca>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d)\b"
+    r"|\b(?P<zip4>\d{5}-\d{4})\b"
+)
 POSTCODE = PatternRecognizer(
     "postcode",
     "ADDRESS",
-    rf"(?P<city>\b{_CITY},?\s+)?(?P<code>\b{UK_POSTCODE}\b)"
-    r"|(?P<city2>\b" + _CITY + r",\s+)?\b(?:" + US_STATES + r")\s+(?P<zip>\d{5}(?:-\d{4})?)\b"
-    r"|\b(?P<ca>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d)\b"
-    r"|\b(?P<zip4>\d{5}-\d{4})\b"
-    r"|\b(?P<eu>\d{4,5})\s+(?P<eucity>[A-Z][a-zäöüéèàçñ]+(?:[\s-][A-Z][a-zäöüéèàçñ]+)?)\b(?=\s*(?:,|\.|\n|$))",
+    _POSTCODES,
     0.9,
-    groups={"code": "ADDRESS", "zip": "ADDRESS", "ca": "ADDRESS", "zip4": "ADDRESS", "eu": "ADDRESS", "city": "LOCATION", "city2": "LOCATION", "eucity": "LOCATION"},
-    validate=lambda m: m.split()[0] not in {"The", "A", "An", "In", "At", "On", "Of", "From", "To"},
+    groups={"code": "ADDRESS", "zip": "ADDRESS", "ca": "ADDRESS", "zip4": "ADDRESS"},
 )
-GENERIC_ID = PatternRecognizer(
-    "alphanumeric_id",
-    "ID",
-    # A token of letters/digits, optionally joined by - / . _, that carries digits: record, badge,
-    # employee, case and account numbers ("ZX-99120", "443-21", "A1234567", "2023/0456").
-    r"(?<![\w@/\\.-])(?:#)?(?=[\w/.-]*\d)[A-Za-z0-9]+(?:[-/._][A-Za-z0-9]+)*(?![\w@-]|\.\w)",
-    0.65,
-    validate=_identifier,
+# Continental codes come before the town ("10115 Berlin"); a bare 4-5 digit number is too weak alone.
+EU_POSTCODE = PatternRecognizer(
+    "eu_postcode",
+    "ADDRESS",
+    r"(?<![\w,.-])(?P<code>\d{4,5}|[A-Z]{1,2}-\d{4,5})\s+(?P<town>[A-Z][a-zäöüéèàçñ]+(?:[\s-][A-Z][a-zäöüéèàçñ]+)?)(?=\s*(?:,|\.|\n|$))",
+    0.85,
+    groups={"code": "ADDRESS", "town": "LOCATION"},
 )
-ID_AFTER_KEYWORD = PatternRecognizer(
+_SENTENCE_WORDS = ("The", "A", "An", "In", "At", "On", "Of", "From", "To", "And", "Or", "Address", "Postcode", "Zip")
+PLACE_BEFORE_POSTCODE = PrecedingPlaceRecognizer("place_before_postcode", _POSTCODES, score=0.85, skip=_SENTENCE_WORDS)
+# A token of letters/digits, optionally joined by - / . _, that carries digits: record, badge,
+# employee, case and account numbers ("ZX-99120", "443-21", "A1234567", "2023/0456").
+GENERIC_ID = DigitTokenRecognizer("alphanumeric_id", "ID", _identifier, 0.65)
+ID_KEYWORDS = (
+    r"mrn", r"medical record", r"hospital", r"nhs", r"chi", r"patient", r"record", r"case", r"claim", r"policy", r"member(?:ship)?",
+    r"insurance", r"badge", r"employee", r"staff", r"payroll", r"account", r"acct", r"a/c", r"customer", r"client", r"reference",
+    r"ref", r"invoice", r"order", r"ticket", r"application", r"appl", r"docket", r"file", r"folio", r"licen[cs]e", r"passport",
+    r"national insurance", r"ni", r"nino", r"ssn", r"social security", r"tax", r"tin", r"utr", r"vat", r"registration", r"reg",
+    r"vehicle", r"booking", r"transaction", r"student", r"pupil", r"prescription", r"rx", r"specimen", r"lab", r"sample", r"bed",
+    r"ward", r"room", r"cell", r"prisoner", r"inmate", r"warrant", r"charge", r"complaint", r"incident", r"crime", r"exhibit",
+    r"matter", r"serial", r"id", r"identifier", r"badge", r"employee id", r"staff id", r"roll",
+)
+# The value after an identifier keyword, even short or space-grouped ("MRN 443-21", "NHS No. 943 476 5919").
+ID_AFTER_KEYWORD = KeywordValueRecognizer(
     "id_after_keyword",
     "ID",
-    # The value after an identifier keyword, even short or space-grouped ("MRN 443-21", "NHS No. 943 476 5919").
-    r"(?i:\b(?:MRN|medical record|hospital|NHS|CHI|patient|record|case|claim|policy|member(?:ship)?|insurance|badge|employee|staff|payroll"
-    r"|account|acct|a/c|customer|client|reference|ref|invoice|order|ticket|application|appl|docket|file|folio|licen[cs]e|passport"
-    r"|national insurance|NI|NINO|SSN|social security|tax|TIN|UTR|VAT|registration|reg|vehicle|booking|transaction|membership|student|pupil"
-    r"|prescription|Rx|specimen|lab|sample|bed|ward|room|cell|prisoner|inmate|warrant|charge|complaint|incident|crime|exhibit|matter|folio|serial|ID|identifier)\b"
-    r"\.?(?:\s*(?:number|num|no|nr|code|id)\b\.?)?\s*(?:is|was|:|#|-|=)?\s*)"
-    r"([A-Z0-9](?:[A-Z0-9/._-]|[ ](?=[A-Z0-9]*\d))*[A-Z0-9])(?![\w-])",
+    ID_KEYWORDS,
+    r"([A-Za-z0-9](?:[A-Za-z0-9/._-]|[ ](?=[A-Z0-9]*\d[A-Z0-9]*(?![\w])))*[A-Za-z0-9])(?![\w-])",
     0.9,
-    group=1,
     validate=lambda m: _digits(m) >= 2 or (len(m) >= 6 and m.isupper() and m.isalpha()),
 )
 NAMES_AFTER_TITLES = NameAfterTriggerRecognizer(
@@ -349,7 +371,7 @@ PLACE_AFTER_PREPOSITION = PatternRecognizer(
 )
 
 CORE_RECOGNIZERS: tuple[Recognizer, ...] = (
-    EMAIL, URL, IP_ADDRESS, IPV6, IBAN, CARD, MASKED_CARD, PHONE, PHONE_AFTER_LABEL, DATE, TIME, AGE, MONEY,
-    STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, GENERIC_ID, ID_AFTER_KEYWORD,
+    EMAIL, URL, IP_ADDRESS, IPV6, IBAN, CARD, MASKED_CARD, PHONE, PHONE_AFTER_LABEL, DATE, TIME, AGE, AGE_AFTER_KEYWORD, MONEY,
+    STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, EU_POSTCODE, PLACE_BEFORE_POSTCODE, GENERIC_ID, ID_AFTER_KEYWORD,
     NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
 )

@@ -129,25 +129,24 @@ class NameAfterTriggerRecognizer:
         self.score = score
         self.stop_words = frozenset(w.lower() for w in stop_words)
         self.allow_surname_first = allow_surname_first
-        loose = sorted({t for t in triggers}, key=len, reverse=True)
-        strict = sorted({t for t in case_sensitive_triggers}, key=len, reverse=True)
-        alternatives = []
-        if loose:
-            alternatives.append("(?i:" + "|".join(re.escape(t) for t in loose) + ")")
-        if strict:
-            alternatives.append("|".join(re.escape(t) for t in strict))
-        if not alternatives:
+        loose = sorted({t.lower() for t in triggers}, key=len, reverse=True)
+        strict = sorted(set(case_sensitive_triggers), key=len, reverse=True)
+        if not loose and not strict:
             raise ValueError(f"recognizer {name!r} needs trigger words")
-        # Trigger, then separators (":", ",", "-", "the"), then the name starts.
-        self.regex = re.compile(
-            r"(?<![\w])(?:" + "|".join(alternatives) + r")(?![\w])\.?(?:[ \t]*[:,\-–][ \t]*|[ \t]+)(?:(?i:the)[ \t]+)?"
-        )
+        # Trigger, then separators (":", ",", "-", "the"), then the name starts. Role triggers are
+        # matched on a lower-cased copy (same offsets), titles ("Dr", "Ms") case-sensitively.
+        tail = r")(?![\w])\.?(?:[ \t]*[:,\-–][ \t]*|[ \t]+)(?:(?:the|The)[ \t]+)?"
+        self.loose = _keyword_regex(loose, tail) if loose else None
+        self.strict = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in strict) + tail) if strict else None
 
     def find(self, text: str) -> Iterator[DetectedSpan]:
-        for match in self.regex.finditer(text):
-            span = self._scan(text, match.end())
-            if span is not None:
-                yield DetectedSpan(span[0], span[1], "PERSON", self.score)
+        for regex, haystack in ((self.strict, text), (self.loose, lowered(text))):
+            if regex is None:
+                continue
+            for match in regex.finditer(haystack):
+                span = self._scan(text, match.end())
+                if span is not None:
+                    yield DetectedSpan(span[0], span[1], "PERSON", self.score)
 
     def _scan(self, text: str, pos: int) -> tuple[int, int] | None:
         words: list[tuple[int, int]] = []
@@ -202,6 +201,160 @@ class NameAfterTriggerRecognizer:
 
     def __repr__(self) -> str:
         return f"NameAfterTriggerRecognizer({self.name!r})"
+
+
+def lowered(text: str) -> str:
+    """A lower-cased copy with the same offsets. Case-insensitive keyword lists run several times
+    faster as plain alternations on this copy than with IGNORECASE; the rare texts whose
+    lower-casing changes length ("İ") are mapped character by character instead."""
+    low = _lower_cache.get(text)
+    if low is None:
+        low = text.lower()
+        if len(low) != len(text):
+            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        if len(_lower_cache) > 8:
+            _lower_cache.clear()
+        _lower_cache[text] = low
+    return low
+
+
+_lower_cache: dict[str, str] = {}
+
+
+def _keyword_regex(keywords: Iterable[str], tail: str = ")(?![\\w])") -> re.Pattern[str]:
+    """Whole-word alternation of lower-case keywords (regex fragments allowed), then `tail`."""
+    body = "|".join(sorted(keywords, key=len, reverse=True))
+    return re.compile(r"(?<![\w])(?:" + body + tail)
+
+
+class KeywordValueRecognizer:
+    """The value right after a keyword: "MRN 443-21", "sort code 20-32-06", "aged 54".
+
+    ``keywords`` are lower-case regex fragments matched as whole words (case-insensitively), then
+    ``connector`` (also lower-case: "no.", ":", "is"), then ``value`` is matched on the original text.
+    """
+
+    CONNECTOR = r"\.?(?:[ \t]*(?:number|num|no|nr|code|id|ref)(?![\w])\.?)?[ \t]*(?:is|was|:|#|-|=|–)?[ \t]*"
+
+    def __init__(
+        self,
+        name: str,
+        entity_type: str,
+        keywords: Iterable[str],
+        value: str,
+        score: float = 0.9,
+        *,
+        connector: str | None = None,
+        value_flags: int = 0,
+        validate: Callable[[str], bool | tuple[str, float]] | None = None,
+    ) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.score = score
+        self.keywords = _keyword_regex(keywords, r")(?![\w])" + (self.CONNECTOR if connector is None else connector))
+        self.value = re.compile(value, value_flags)
+        self.validate = validate
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        for match in self.keywords.finditer(lowered(text)):
+            value = self.value.match(text, match.end())
+            if value is None:
+                continue
+            start, end = _trim(text, *value.span(value.lastindex or 0))
+            if end <= start:
+                continue
+            entity_type, score = self.entity_type, self.score
+            if self.validate is not None:
+                verdict = self.validate(text[start:end])
+                if verdict is False:
+                    continue
+                if isinstance(verdict, tuple):
+                    entity_type, score = verdict
+            yield DetectedSpan(start, end, entity_type, score)
+
+    def __repr__(self) -> str:
+        return f"KeywordValueRecognizer({self.name!r}, {self.entity_type!r})"
+
+
+_DIGITS = re.compile(r"\d+")
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/._][A-Za-z0-9]+)*")
+_SEPARATORS = "-/._"
+
+
+class DigitTokenRecognizer:
+    """Alphanumeric tokens that carry digits ("ZX-99120", "443-21", "A1234567"), judged by `validate`.
+
+    It starts from each run of digits and grows the token both ways, instead of asking the regex
+    engine to try a token pattern at every character of the text.
+    """
+
+    def __init__(self, name: str, entity_type: str, validate: Callable[[str], bool], score: float = 0.65) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.validate = validate
+        self.score = score
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        done = 0
+        for run in _DIGITS.finditer(text):
+            if run.start() < done:
+                continue
+            start = run.start()
+            while start > 0 and (
+                text[start - 1].isascii() and text[start - 1].isalnum()
+                or (text[start - 1] in _SEPARATORS and start > 1 and text[start - 2].isascii() and text[start - 2].isalnum())
+            ):
+                start -= 1
+            token = _TOKEN.match(text, start)
+            if token is None:
+                continue
+            end = done = token.end()
+            before = text[start - 1] if start else " "
+            after = text[end : end + 2]
+            # Part of an e-mail, URL path, file name or a longer word: not a standalone identifier.
+            if before in "@/\\" or before.isalnum() or after.startswith("@") or after[:1].isalnum() or (after[:1] in "-." and after[1:2].isalnum()):
+                continue
+            if self.validate(text[start:end]):
+                yield DetectedSpan(start, end, self.entity_type, self.score)
+
+    def __repr__(self) -> str:
+        return f"DigitTokenRecognizer({self.name!r})"
+
+
+class PrecedingPlaceRecognizer:
+    """The place name just before an anchor on the same line: "Leeds LS1 4AB", "Springfield, IL 62704".
+
+    Looking back from each anchor match is much cheaper than an optional leading group that the
+    regex engine would try at every position of the text.
+    """
+
+    _PLACE = re.compile(r"([A-Z][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|del)?[ \-]?[A-Z][\w'’\-]+){0,2}),?[ \t]+$")
+
+    def __init__(self, name: str, anchor: str, *, entity_type: str = "LOCATION", score: float = 0.85, flags: int = 0, skip: Iterable[str] = ()) -> None:
+        self.name = name
+        self.entity_type = entity_type
+        self.score = score
+        self.anchor = re.compile(anchor, flags)
+        self.skip = frozenset(skip)
+
+    def find(self, text: str) -> Iterator[DetectedSpan]:
+        for match in self.anchor.finditer(text):
+            window_start = max(0, match.start() - 60, text.rfind("\n", 0, match.start()) + 1)
+            place = self._PLACE.search(text, window_start, match.start())
+            if place is None:
+                continue
+            words = place.group(1).split()
+            # Drop leading words that are sentence furniture ("In Leeds ...", "The ...").
+            offset = 0
+            while words and words[0] in self.skip:
+                offset += len(words[0]) + 1
+                words = words[1:]
+            if words:
+                start = place.start(1) + offset
+                yield DetectedSpan(start, place.end(1), self.entity_type, self.score)
+
+    def __repr__(self) -> str:
+        return f"PrecedingPlaceRecognizer({self.name!r})"
 
 
 def _is_acronym(token: str) -> bool:
