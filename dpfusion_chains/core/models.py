@@ -143,9 +143,18 @@ def load_default(device: str | torch.device | None = "auto", dtype: str | torch.
     so the float32 result is saved once under cache_dir() and loaded from there afterwards."""
 
     def build(out: Path) -> None:
+        from safetensors.torch import save_model
+
         model, tokenizer, _ = load_model(default_model_dir(), device="cpu", dtype=torch.float32,
                                          gguf_file=DEFAULT_GGUF_FILE)
-        model.save_pretrained(out)
+        # transformers refuses save_pretrained on GGUF-loaded models; the weights are plain float32
+        # tensors by now, so write them directly with a config that no longer names the GGUF file.
+        out.mkdir(parents=True, exist_ok=True)
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(out)
+        model.generation_config.save_pretrained(out)
+        save_model(model, str(out / "model.safetensors"))
         tokenizer.save_pretrained(out)
 
     return load_model(_converted("smollm2-135m-instruct-q4_1", build), device=device, dtype=dtype)
