@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dpfusion_chains.core.fusion import fuse, mixture_logprobs, public_candidate_mask, sample_token, search_lambda
+from dpfusion_chains.core.errors import PrivacyAuditError
+from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, sample_token, search_lambda,
+                                         symmetric_renyi)
 
 
 @dataclass
@@ -32,7 +34,9 @@ class DecodeRequest:
     stop: tuple[str, ...] = ()
     eos_ids: frozenset[int] = frozenset()
     generator: torch.Generator | None = None
+    audit: bool = False               # re-check every step's bound in float64 (white-box audit)
     # filled by the loop
+    audit_margin: float | None = None  # worst b − D↔ over steps and groups (audit mode)
     generated: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str = "length"
@@ -123,6 +127,8 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], batch: _Batc
         orders = torch.tensor([r.order for r, s, e in mixing for _ in range(s + 1, e)], device=device)
         lam, div = search_lambda(logp[group_rows], logp[public_rows], bounds, orders)
         log_mix = mixture_logprobs(lam, logp[group_rows], logp[public_rows])
+        if any(r.audit for r, _, _ in mixing):
+            _audit(lam, logp[group_rows], logp[public_rows], bounds, orders, mixing)
     tokens = []
     offset = 0
     for r, s, e in zip(reqs, starts, starts[1:]):
@@ -136,6 +142,25 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], batch: _Batc
             log_out = logp[s]
         tokens.append(sample_token(log_out, r.generator))
     return torch.cat(tokens)
+
+
+def _audit(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.Tensor, bounds: torch.Tensor,
+           orders: torch.Tensor, mixing: list[tuple[DecodeRequest, int, int]]) -> None:
+    """White-box audit: recompute D↔_order(m_λ, p_pub) of the chosen mixtures in float64 and fail
+    before the token is sampled if any exceeds its bound. Costs a host sync per step (audit only)."""
+    m64 = mixture_logprobs(lam.double(), logp_groups.double(), logp_public.double())
+    margins = (bounds.double() - symmetric_renyi(m64, logp_public.double(), orders.double())).tolist()
+    offset = 0
+    for r, s, e in mixing:
+        own = margins[offset:offset + e - s - 1]
+        offset += e - s - 1
+        if not r.audit:
+            continue
+        worst = min(own)
+        r.audit_margin = worst if r.audit_margin is None else min(r.audit_margin, worst)
+        if worst < 0:
+            raise PrivacyAuditError(f"audit: a chosen mixture exceeds the per-step bound by {-worst:.3g} "
+                                    f"at step {len(r.generated) + 1}; no token was sampled")
 
 
 def _advance(model, batch: _Batch, tokens: torch.Tensor) -> torch.Tensor:

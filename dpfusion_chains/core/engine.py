@@ -66,13 +66,14 @@ class DPFusionEngine:
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
                  detector: str | Detector = "presidio", model_name: str | None = None,
-                 chat_template: str | None = None, **defaults: Any) -> None:
+                 chat_template: str | None = None, audit: bool = False, **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.detector = detector
         self.model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
         self.chat_template = chat_template
+        self.audit = audit  # white-box audit: every step's bound re-checked in float64 (slower)
         self.defaults = make_settings(**defaults).model_dump(exclude_unset=True) if defaults else {}
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -195,7 +196,7 @@ class DPFusionEngine:
         request = DecodeRequest(rows=rows, bound=bound.bound, order=bound.order,
                                 max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                 top_k=settings.top_k, top_p=settings.top_p, stop=settings.stop,
-                                eos_ids=self._eos_ids(), generator=generator)
+                                eos_ids=self._eos_ids(), generator=generator, audit=self.audit)
         logger.debug("dpfusion call %s: %d groups, b=%.4g, alpha=%g, %d prompt tokens", call_id, views.n_groups,
                      bound.bound, bound.alpha, len(views.public_ids))
         return _Prepared(settings, views, bound, step_rdp, request, dropped, call_id, reservation)
@@ -245,7 +246,7 @@ class DPFusionEngine:
             prompt_tokens=len(p.views.public_ids),
             empirical_epsilon=self._empirical_epsilon(divergences, p) if charged else None,
             redacted_units=sorted(p.views.redacted_units), dropped_units=sorted(p.dropped),
-            call_id=p.call_id, model=self.model_name)
+            call_id=p.call_id, model=self.model_name, audit_margin=req.audit_margin)
 
     @staticmethod
     def _empirical_epsilon(divergences: list[list[float]], p: _Prepared) -> float:

@@ -29,3 +29,7 @@ class ModelLoadError(DPFusionError, ValueError):
 
 class UnsupportedSamplingError(DPFusionError, ValueError):
     """A decoding setting that is not differentially private (greedy, beam search)."""
+
+
+class PrivacyAuditError(DPFusionError, RuntimeError):
+    """Audit mode found a step whose chosen mixture exceeds the enforced bound."""

@@ -44,6 +44,7 @@ class GenerationResult:
     dropped_units: list[str] = field(default_factory=list)
     call_id: str | None = None
     model: str = ""
+    audit_margin: float | None = None   # audit mode: worst (b − D↔) over all steps, float64
 
     @property
     def proven(self) -> bool:
@@ -77,6 +78,7 @@ class GenerationResult:
             "finish_reason": self.finish_reason,
             "call_id": self.call_id,
             "model": self.model,
+            "audit_margin": self.audit_margin,
         }
 
     def __repr__(self) -> str:

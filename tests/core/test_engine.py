@@ -193,3 +193,27 @@ def test_unavailable_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_audit_mode_rechecks_every_step_in_float64():
+    from dpfusion_chains.testing import tiny_engine
+
+    audited = tiny_engine(seed=0, audit=True)
+    r = audited.generate(ask("Jane Roe"), beta=0.01, max_new_tokens=6, seed=0)
+    assert r.audit_margin is not None and r.audit_margin >= 0
+
+
+def test_audit_mode_fails_closed_on_a_violation(monkeypatch):
+    import dpfusion_chains.core.decode as decode_module
+    from dpfusion_chains.core.errors import PrivacyAuditError
+    from dpfusion_chains.testing import tiny_engine
+
+    real = decode_module.search_lambda
+
+    def broken_search(*args, **kwargs):  # a search that returns λ = 1 regardless of the bound
+        lam, div = real(*args, **kwargs)
+        return lam.new_ones(lam.shape), div
+
+    monkeypatch.setattr(decode_module, "search_lambda", broken_search)
+    with pytest.raises(PrivacyAuditError, match="exceeds the per-step bound"):
+        tiny_engine(seed=1, audit=True).generate(ask("Jane Roe"), beta=1e-6, max_new_tokens=4, seed=0)
