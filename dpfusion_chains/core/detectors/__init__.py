@@ -18,9 +18,9 @@ from dpfusion_chains.core.detectors.profiles import (
     get_profile,
     register_profile,
 )
+from dpfusion_chains.core.detectors.names import NameAfterTriggerRecognizer, NameBeforeCueRecognizer
 from dpfusion_chains.core.detectors.recognizers import (
     KeywordValueRecognizer,
-    NameAfterTriggerRecognizer,
     PatternRecognizer,
     Recognizer,
     TermsRecognizer,
@@ -35,6 +35,7 @@ __all__ = [
     "DetectionProfile",
     "KeywordValueRecognizer",
     "NameAfterTriggerRecognizer",
+    "NameBeforeCueRecognizer",
     "PatternRecognizer",
     "Recognizer",
     "TermsRecognizer",

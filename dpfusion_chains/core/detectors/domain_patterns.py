@@ -7,13 +7,32 @@ from __future__ import annotations
 from dpfusion_chains.core.detectors.recognizers import KeywordValueRecognizer, PatternRecognizer, Recognizer
 
 _CAP = r"[A-Z][\w'’\-]*"
-# Up to five capitalised words (with "St", "of", "the", "&" inside) before a head noun.
-_LEAD = rf"(?:(?:{_CAP}|St\.?|&|and|of|the|on|upon|de|la|du)\s+){{0,5}}"
-_TAIL = rf"(?:\s+(?:of|for|at|in|on)\s+(?:the\s+)?{_CAP}(?:\s+(?:{_CAP}|and|&|of|the)){{0,4}})?"
+_S = r"[ \t]+"  # names do not run across lines
+# Up to five words before a head noun: a capitalised word or particle first, then also "St", "of",
+# "the", "&" ("Royal Infirmary of Edinburgh", "St Mary's", "van der Berg & Co.").
+_PARTICLE = r"van|von|de|der|den|di|da|le|la|du|del|della|al|el|des|dos|do"
+_LEAD = rf"(?:(?:{_CAP}|St\.?|{_PARTICLE}){_S}(?:(?:{_CAP}|St\.?|&|and|of|the|on|upon|{_PARTICLE}){_S}){{0,4}})?"
+_TAIL = rf"(?:{_S}(?:of|for|at|in|on){_S}(?:the{_S})?{_CAP}(?:{_S}(?:{_CAP}|and|&|of|the)){{0,4}})?"
+# "(Civil Division)", "(Immigration and Asylum Chamber)" after a court's name.
+_PAREN = r"(?:[ \t]*\((?:[A-Z][\w'’\-]*[ \t]+(?:and[ \t]+)?){0,4}(?:Division|Chamber|Bench|List|Court|Registry)\))?"
+# The town after a named place: "Westbury Surgery, Leeds." (LOCATION, same line, then punctuation).
+_PLACE = r"(?:,[ \t]+(?P<place>[A-Z][\w'’\-]+(?:[ \-][A-Z][\w'’\-]+){0,2})(?=[ \t]*(?:[.,;:)|\n]|$)))?"
+_PLACE_GROUPS = {"org": "ORGANIZATION", "place": "LOCATION"}
+_CONNECTORS = ("and", "And", "of", "the", "The", "on", "upon", "&", "at", "in")
 
 
-def _org_pattern(heads: str) -> str:
-    return rf"(?<![\w])(?:{_LEAD}(?:{_CAP}\s+|St\.?\s+)(?:{heads})\b{_TAIL}|(?:The\s+)?(?:{heads})\s+(?:of|for|at)\s+(?:the\s+)?{_CAP}(?:\s+(?:{_CAP}|and|&)){{0,4}})"
+def _org_pattern(heads: str, *, head_first: str = "", paren: bool = False) -> str:
+    """`<Capitalised words> <head> [of|for|at <Place>]`, or `<head> of|for|at <Name>`, then an optional
+    town. ``head_first`` adds forms like "University Hospital Southampton"."""
+    extra = _PAREN if paren else ""
+    alternatives = [
+        rf"{_LEAD}(?:{_CAP}{_S}|St\.?{_S})(?:{heads})\b{_TAIL}{extra}",
+        rf"(?:The{_S})?(?:{heads}){_S}(?:of|for|at){_S}(?:the{_S})?{_CAP}(?:{_S}(?:{_CAP}|and|&)){{0,4}}{extra}",
+    ]
+    if head_first:
+        # First, so "University Hospital Leeds" is not cut to "University Hospital".
+        alternatives.insert(0, rf"(?:{head_first}){_S}(?:of{_S})?{_CAP}(?:{_S}{_CAP})?")
+    return rf"(?<![\w])(?P<org>{'|'.join(alternatives)}){_PLACE}"
 
 
 def _strip_article(match: str) -> bool:
@@ -40,10 +59,13 @@ HEALTH_FACILITY = PatternRecognizer(
         r"Hospitals?|Infirmary|Clinic|Medical Cent(?:re|er)|Health Cent(?:re|er)|Surgery|Medical Practice|Practice"
         r"|Hospice|Care Home|Nursing Home|Health Board|NHS Trust|NHS Foundation Trust|Foundation Trust|Trust"
         r"|Pharmacy|Dental Practice|Laboratories|Laboratory|Imaging Cent(?:re|er)|Rehabilitation Cent(?:re|er)"
-        r"|Children's Hospital|Maternity Unit|Walk-in Cent(?:re|er)|Polyclinic|Sanatorium|Medical Group|Health System"
+        r"|Children's Hospital|Maternity Unit|Walk-in Cent(?:re|er)|Polyclinic|Sanatorium|Medical Group|Health System",
+        head_first=r"University Hospitals?|University Medical Cent(?:re|er)|Clinique|Klinikum|Hôpital|Hospital Universitario",
     ),
     0.9,
+    groups=_PLACE_GROUPS,
     validate=_strip_article,
+    strip_leading=_CONNECTORS,
 )
 MRN = KeywordValueRecognizer(
     "mrn",
@@ -69,28 +91,45 @@ INSURANCE_ID = KeywordValueRecognizer(
 )
 
 # ----------------------------------------------------------------------------- legal
+_COURT_KINDS = (
+    r"Crown|County|High|Supreme|District|Magistrates['’]?|Family|Circuit|Federal|Superior|Municipal|Probate|Juvenile|Youth"
+    r"|Bankruptcy|Coroner['’]?s|Employment|Administrative|Tax|Immigration|Land|Sheriff|Small Claims|Civil|Criminal|Commercial"
+    r"|Appeals?|Appellate|Constitutional|Regional|Labour|Labor|Housing|Property|Mental Health|First-tier|Upper|Central Criminal"
+)
 COURT = PatternRecognizer(
     "court",
     "ORGANIZATION",
-    r"(?<![\w])(?:"
-    + _LEAD
-    + r"(?:Crown|County|High|Supreme|District|Magistrates['’]?|Family|Circuit|Federal|Superior|Municipal|Probate|Juvenile|Youth"
-    r"|Bankruptcy|Coroner['’]?s|Employment|Administrative|Tax|Immigration|Land|Sheriff|Small Claims|Civil|Criminal|Commercial"
-    r"|Appeals?|Appellate|Constitutional|Regional|Labour|Labor|Housing|Property|Mental Health|First-tier|Upper|Central Criminal)"
-    r"\s+(?:Court|Tribunal)s?(?:\s+(?:Division|Chamber))?" + _TAIL
-    + r"|Court of (?:Appeal|Session|Justice|Protection|Chancery|Claims|Cassation|First Instance|Appeals)" + _TAIL
-    + r"|(?:Old Bailey|Chancery Division|King['’]s Bench Division|Queen['’]s Bench Division|Family Division|Business and Property Courts)"
-    + r"|(?:Immigration and Asylum|Employment Appeal|Social Entitlement|Property) (?:Chamber|Tribunal)"
-    + r")",
+    rf"(?<![\w])(?P<org>{_LEAD}(?:{_COURT_KINDS}){_S}(?:Court|Tribunal)s?(?:{_S}(?:Division|Chamber))?{_TAIL}{_PAREN}"
+    rf"|Court of (?:Appeal|Session|Justice|Protection|Chancery|Claims|Cassation|First Instance|Appeals){_TAIL}{_PAREN}"
+    r"|(?:Old Bailey|Chancery Division|King['’]s Bench Division|Queen['’]s Bench Division|Family Division|Business and Property Courts)"
+    rf"|(?:Immigration and Asylum|Employment Appeal|Social Entitlement|Property) (?:Chamber|Tribunal)){_PLACE}",
     0.92,
+    groups=_PLACE_GROUPS,
+    strip_leading=_CONNECTORS,
 )
 LAW_FIRM = PatternRecognizer(
     "law_firm",
     "ORGANIZATION",
-    rf"(?<![\w])(?:{_CAP}(?:\s+(?:&|and)\s+|,\s+|\s+)){{1,4}}(?:LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|& Partners|& Co\.?|Advocates|Notaries)\b",
+    rf"(?<![\w])(?P<org>(?:(?:van|von|de|der|den|la|le|di|da|du|del|al)[ \t]+)*(?:{_CAP}(?:[ \t]+(?:&|and)[ \t]+|,[ \t]+|[ \t]+)(?:(?:van|von|de|der|den|la|le|di|da|du|del|al)[ \t]+)*){{1,4}}"
+    r"(?:LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|& Partners|& Co\.?|Advocates|Notaries)(?![\w]))"
+    + _PLACE,
     0.9,
+    groups=_PLACE_GROUPS,
     validate=_strip_article,
+    strip_leading=_CONNECTORS,
 )
+# Any company by its legal-form suffix: parties in case files, employers in records and statements.
+COMPANY = PatternRecognizer(
+    "company",
+    "ORGANIZATION",
+    rf"(?<![\w])(?P<org>{_LEAD}(?:{_CAP}|St\.?)(?:[ \t]+|[ \t]*&[ \t]*)(?:Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|Incorporated|PLC|plc|GmbH|S\.A\.|S\.p\.A\.|SARL|AG|BV|B\.V\.|N\.V\.|Pty(?: Ltd)?|Corp\.?"
+    r"|Corporation|Group|Holdings|& Co\.?|Company|& Sons|& Daughters|Partners|Associates|Enterprises|Industries)(?![\w]))" + _PLACE,
+    0.88,
+    groups=_PLACE_GROUPS,
+    validate=_strip_article,
+    strip_leading=_CONNECTORS,
+)
+
 CASE_NUMBER = KeywordValueRecognizer(
     "case_number",
     "ID",
@@ -161,11 +200,13 @@ FINANCE_ORG = PatternRecognizer(
     _org_pattern(
         r"Bank|Banking Group|Building Society|Credit Union|Bancorp|Savings and Loan|Trust Company|Insurance|Assurance"
         r"|Capital|Investments|Securities|Asset Management|Wealth Management|Financial|Finance|Lending|Mortgages|Payments"
-        r"|Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|PLC|plc|GmbH|S\.A\.|SA|AG|BV|B\.V\.|Pty|Corp\.?|Corporation|Group|Holdings|Co\.|Company"
-        r"|Partners|Associates|Enterprises|Industries|Logistics|Consulting|Solutions|Systems|Technologies"
+        r"|Mutual|Savings Bank|Logistics|Consulting|Solutions|Systems|Technologies|Engineering|Healthcare|Retail",
+        head_first=r"Bank of|Banco|Banque|Caisse|Sparkasse|Credit Union of",
     ),
     0.88,
+    groups=_PLACE_GROUPS,
     validate=_strip_article,
+    strip_leading=_CONNECTORS,
 )
 EMPLOYER_AFTER_CUE = KeywordValueRecognizer(
     "employer_after_cue",
@@ -178,10 +219,10 @@ EMPLOYER_AFTER_CUE = KeywordValueRecognizer(
     validate=lambda m: m.split()[0] not in {"The", "A", "An", "Ltd", "Monthly", "Weekly", "Net", "Gross", "Received"},
 )
 
-HEALTH_RECOGNIZERS: tuple[Recognizer, ...] = (HEALTH_FACILITY, MRN, NHS_NUMBER, INSURANCE_ID)
-LEGAL_RECOGNIZERS: tuple[Recognizer, ...] = (COURT, LAW_FIRM, CASE_NUMBER, NEUTRAL_CITATION, BAR_NUMBER)
+HEALTH_RECOGNIZERS: tuple[Recognizer, ...] = (HEALTH_FACILITY, COMPANY, MRN, NHS_NUMBER, INSURANCE_ID)
+LEGAL_RECOGNIZERS: tuple[Recognizer, ...] = (COURT, LAW_FIRM, COMPANY, CASE_NUMBER, NEUTRAL_CITATION, BAR_NUMBER)
 FINANCE_RECOGNIZERS: tuple[Recognizer, ...] = (
-    SWIFT_BIC, SWIFT_WITH_DIGIT, SORT_CODE, SORT_CODE_SHAPE, ACCOUNT_NUMBER, FINANCE_ORG, EMPLOYER_AFTER_CUE,
+    SWIFT_BIC, SWIFT_WITH_DIGIT, SORT_CODE, SORT_CODE_SHAPE, ACCOUNT_NUMBER, FINANCE_ORG, COMPANY, EMPLOYER_AFTER_CUE,
 )
 
 RECOGNIZER_SETS: dict[str, tuple[Recognizer, ...]] = {

@@ -8,13 +8,14 @@ spaCy's 0.85, so their types win when spans merge); generic shapes score 0.5-0.7
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from dpfusion_chains.core.detectors.gazetteers import COUNTRIES, NRP_TERMS, REGIONS
+from dpfusion_chains.core.detectors.names import NameAfterTriggerRecognizer, NameBeforeCueRecognizer
 from dpfusion_chains.core.detectors.recognizers import (
     DigitTokenRecognizer,
     KeywordValueRecognizer,
-    NameAfterTriggerRecognizer,
     PatternRecognizer,
     PrecedingPlaceRecognizer,
     Recognizer,
@@ -118,6 +119,17 @@ def _identifier(match: str) -> bool:
     return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(c.islower() for c in match))
 
 
+def _ipv6(match: str) -> bool:
+    # Times ("14:30:00") have the shape too; the address parser decides.
+    if match.count(":") < 2 or ("::" not in match and match.count(":") != 7):
+        return False
+    try:
+        ipaddress.IPv6Address(match)
+    except ValueError:
+        return False
+    return True
+
+
 def _ipv4(match: str) -> bool:
     return all(0 <= int(part) <= 255 for part in match.split("."))
 
@@ -148,9 +160,9 @@ IP_ADDRESS = PatternRecognizer(
 IPV6 = PatternRecognizer(
     "ipv6",
     "IP_ADDRESS",
-    r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?:(?::[0-9a-fA-F]{1,4}){1,6})?(?![\w:])",
+    r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])",
     0.85,
-    validate=lambda m: m.count(":") >= 3 or "::" in m,
+    validate=_ipv6,
 )
 IBAN = PatternRecognizer(
     "iban",
@@ -246,7 +258,8 @@ STREET_ADDRESS = PatternRecognizer(
     "street_address",
     "ADDRESS",
     # "Flat 2, 12 Elm Lane, Leeds": the street is ADDRESS, the town after it LOCATION.
-    rf"(?P<street>\b{_UNIT}?{_HOUSE_NUMBER}{_STREET})(?:,\s*(?P<city>{_CITY})(?=\s*(?:,|\.|\n|$|{UK_POSTCODE}\b|\b(?:{US_STATES})\b)))?",
+    # The town must be followed by punctuation, a line end, a postcode/state or a lower-case word.
+    rf"(?P<street>\b{_UNIT}?{_HOUSE_NUMBER}{_STREET})(?:,[ \t]*(?P<city>{_CITY})(?=[ \t]*(?:[^\w \t]|$|{UK_POSTCODE}\b|\b(?:{US_STATES})\b|[a-z])))?",
     0.9,
     groups={"street": "ADDRESS", "city": "LOCATION"},
 )
@@ -270,7 +283,7 @@ FOREIGN_STREET = PatternRecognizer(
 PO_BOX = PatternRecognizer("po_box", "ADDRESS", r"\b(?:P\.?\s?O\.?\s?Box|Post Office Box|PO Box)\s+\d{1,7}\b", 0.9, flags=re.IGNORECASE)
 _POSTCODES = (
     rf"\b(?P<code>{UK_POSTCODE})\b"
-    r"|\b(?:" + US_STATES + r")\s+(?P<zip>\d{5}(?:-\d{4})?)\b"
+    r"|\b(?P<state>" + US_STATES + r")\s+(?P<zip>\d{5}(?:-\d{4})?)\b"
     r"|\b(?P<ca>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d)\b"
     r"|\b(?P<zip4>\d{5}-\d{4})\b"
 )
@@ -279,8 +292,29 @@ POSTCODE = PatternRecognizer(
     "ADDRESS",
     _POSTCODES,
     0.9,
-    groups={"code": "ADDRESS", "zip": "ADDRESS", "ca": "ADDRESS", "zip4": "ADDRESS"},
+    groups={"code": "ADDRESS", "zip": "ADDRESS", "state": "LOCATION", "ca": "ADDRESS", "zip4": "ADDRESS"},
 )
+# "Springfield, IL": a town and a US state code (upper case, so "Smith, or" is not one).
+US_CITY_STATE = PatternRecognizer(
+    "us_city_state",
+    "LOCATION",
+    rf"(?P<city>{_CITY}),[ \t]+(?P<state>(?:{US_STATES}))(?![\w])",
+    0.85,
+    groups={"city": "LOCATION", "state": "LOCATION"},
+    validate=lambda m: m.split()[0] not in {"The", "A", "An", "In", "At", "On", "Of", "From", "To", "And"},
+)
+# UK vehicle registrations ("AB12 CDE") and the digits after "number"/"no."/"#" ("collar number 5851").
+VEHICLE_PLATE = PatternRecognizer("vehicle_plate", "ID", r"\b[A-Z]{2}\d{2}[ ]?[A-Z]{3}\b", 0.8)
+NUMBER_AFTER_CUE = PatternRecognizer(
+    "number_after_cue",
+    "ID",
+    r"(?:\b(?i:number|no|nr|num)\b\.?|#)[ \t]*[:#]?[ \t]*(\d[\dA-Za-z/-]*\d)(?![\w-])",
+    0.7,
+    group=1,
+    validate=lambda m: not _UNIT_SUFFIX.match(m),
+)
+# "Jane Roe (54)": a bracketed number right after a word is, in records, nearly always an age.
+AGE_IN_BRACKETS = PatternRecognizer("age_in_brackets", "AGE", r"(?<=[^\W\d_])[ \t]\((\d{1,3})\)", 0.75, group=1)
 # Continental codes come before the town ("10115 Berlin"); a bare 4-5 digit number is too weak alone.
 EU_POSTCODE = PatternRecognizer(
     "eu_postcode",
@@ -336,7 +370,8 @@ _ROLE_TRIGGERS = (
     "forename", "forenames", "first name", "last name", "given name", "family name", "signed", "signature",
     "prepared by", "reviewed by", "authorised by", "authorized by", "approved by", "referred by", "attending",
     "dear", "contact", "emergency contact", "GP", "author", "owner", "holder", "debtor", "creditor", "executor",
-    "trustee", "deceased", "minor", "child", "infant", "baby", "employer", "director", "officer in charge",
+    "trustee", "deceased", "minor", "child", "infant", "baby", "employer", "director", "officer in charge", "pt",
+    "representative", "employment judge", "judge", "nok", "emergency contact name",
 )
 # Capitalised words that follow a role without being a name ("Patient ID", "Client Services").
 _ROLE_STOP_WORDS = (
@@ -358,6 +393,54 @@ NAMES_AFTER_ROLES = NameAfterTriggerRecognizer(
     stop_words=_ROLE_STOP_WORDS,
     allow_surname_first=True,
 )
+# Weak cues: a preposition or verb that often introduces a person; two capitalised words needed.
+NAMES_AFTER_PREPOSITIONS = NameAfterTriggerRecognizer(
+    "name_after_preposition",
+    triggers=(
+        "by", "with", "for", "about", "from", "to", "and", "v", "v.", "vs", "vs.", "versus", "call", "contact", "ask", "between",
+        "including", "named", "called", "thank", "met", "saw", "visited", "accompanied by", "seen by", "reviewed by",
+    ),
+    score=0.6,
+    min_words=2,
+    common_words=True,
+)
+NAMES_AFTER_CLOSING = NameAfterTriggerRecognizer(
+    "name_after_closing",
+    trigger_pattern=r"(?i:many thanks|thanks|thank you|kind regards|best regards|warm regards|regards|best wishes|yours sincerely"
+    r"|yours faithfully|yours truly|sincerely|cheers|signed),?[ \t]*\n[ \t]*",
+    score=0.75,
+    common_words=True,
+)
+NAMES_BEFORE_CUES = NameBeforeCueRecognizer(
+    "name_before_cue",
+    r"[ \t]*(?:\((?:the[ \t]+)?(?:claimant|defendant|applicant|respondent|appellant|plaintiff|petitioner|complainant|witness"
+    r"|deceased|patient|client|tenant|landlord|age[ \t]*\d|aged?[ \t]+\d|\d{1,3}\)|instructed by|née|nee|born)"
+    r"|,[ \t]+(?:the[ \t]+)?(?:plaintiff|defendant|claimant|respondent|appellant|petitioner)\b"
+    r"|,[ \t]+(?:an?[ \t]+)?(?:\d{1,3}[ \t-]*(?:y/?o\b|yo\b|years?[ \t-]old|year-old)|aged[ \t]+\d))",
+    score=0.8,
+    flags=re.IGNORECASE,
+)
+NAME_AT_LINE_START = NameBeforeCueRecognizer("name_at_line_start", r"[ \t]*\|", score=0.6, min_words=2, line_start=True)
+# An address block: a line holding only a name, then a street line ("Jane Roe\n12 Elm Lane").
+NAME_ABOVE_ADDRESS = NameBeforeCueRecognizer(
+    "name_above_address",
+    r"[ \t]*\n[ \t]*(?:(?:Flat|Apt\.?|Apartment|Unit|Suite)[ \t]+[\w-]+,?[ \t]+)?\d{1,5}[A-Za-z]?,?[ \t]+[A-Z]",
+    score=0.75,
+    min_words=2,
+    line_start=True,
+)
+# Places after verbs of living and moving: "born on 2/9/40 in Leicester", "a resident of Leeds".
+PLACE_AFTER_CUE = PatternRecognizer(
+    "place_after_cue",
+    "LOCATION",
+    r"\b(?i:born|raised|grew up|lives|living|lived|resides|residing|resident|based|located|moved|relocated|travell?ed|arrived|came"
+    r"|returned|deported|removed|fled|native|citizen|originally)\b[^.\n]{0,40}?\b(?:in|to|from|at|of)[ \t]+"
+    rf"(?P<place>{_CITY})",
+    0.7,
+    groups={"place": "LOCATION"},
+    validate=lambda m: m.split()[0] not in {"The", "A", "An", "This", "That", "His", "Her", "Their", "Our", "My", "January", "February",
+                                            "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"},
+)
 COUNTRY = TermsRecognizer("country", "LOCATION", COUNTRIES, 0.85)
 REGION = TermsRecognizer("region", "LOCATION", REGIONS, 0.8)
 NRP = TermsRecognizer("nrp", "NRP", NRP_TERMS, 0.85)
@@ -372,6 +455,8 @@ PLACE_AFTER_PREPOSITION = PatternRecognizer(
 
 CORE_RECOGNIZERS: tuple[Recognizer, ...] = (
     EMAIL, URL, IP_ADDRESS, IPV6, IBAN, CARD, MASKED_CARD, PHONE, PHONE_AFTER_LABEL, DATE, TIME, AGE, AGE_AFTER_KEYWORD, MONEY,
-    STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, EU_POSTCODE, PLACE_BEFORE_POSTCODE, GENERIC_ID, ID_AFTER_KEYWORD,
-    NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
+    STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, EU_POSTCODE, PLACE_BEFORE_POSTCODE, US_CITY_STATE,
+    VEHICLE_PLATE, NUMBER_AFTER_CUE, AGE_IN_BRACKETS, GENERIC_ID, ID_AFTER_KEYWORD,
+    NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, NAMES_AFTER_PREPOSITIONS, NAMES_AFTER_CLOSING, NAMES_BEFORE_CUES,
+    NAME_AT_LINE_START, NAME_ABOVE_ADDRESS, PLACE_AFTER_CUE, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
 )

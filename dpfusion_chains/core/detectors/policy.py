@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from dpfusion_chains.core.detect import DetectedSpan, merge_spans
+from dpfusion_chains.core.detectors.names import propagate_names
 from dpfusion_chains.core.detectors.profiles import DetectionProfile
 
 
@@ -33,4 +34,8 @@ def apply_profile(text: str, spans: Iterable[DetectedSpan], profile: DetectionPr
     if profile.deny_list:
         lookup = {term.lower(): kind for term, kind in profile.deny_list.items()}
         kept.extend(DetectedSpan(a, b, lookup.get(found.lower(), "PRIVATE"), 1.0) for a, b, found in _occurrences(text, profile.deny_list))
+    if profile.propagate_names and profile.keeps("PERSON"):
+        kept.extend(propagate_names(text, kept))
+        if profile.allow_list:
+            kept = [s for s in kept if not any(a <= s.start and s.end <= b for a, b, _ in allowed)]
     return merge_spans(kept, len(text))

@@ -222,8 +222,13 @@ class PresidioDetector(Detector):
             # Presidio's URL pattern takes a sentence's final full stop; spaCy spans can end in space.
             while end > start and (text[end - 1].isspace() or (kind in ("URL", "EMAIL_ADDRESS") and text[end - 1] in ".,;:!?)")):
                 end -= 1
-            if end > start:
-                spans.append(DetectedSpan(start, end, kind, float(r.score)))
+            if end <= start:
+                continue
+            # NER tags durations and vague times as DATE ("two weeks", "this morning", "annual"); with
+            # no digit and no capitalised word (month, weekday, holiday) they identify nothing.
+            if kind == "DATE_TIME" and not any(c.isdigit() or c.isupper() for c in text[start:end]):
+                continue
+            spans.append(DetectedSpan(start, end, kind, float(r.score)))
         return spans
 
     def detect(self, text: str) -> list[DetectedSpan]:

@@ -35,6 +35,7 @@ class DetectionProfile(BaseModel):
     recognizers: tuple[Any, ...] = Field(default=(), description="user recognizers: objects with name and find(text)")
     allow_list: tuple[str, ...] = Field(default=(), description="terms never sensitive (exact, case-insensitive)")
     deny_list: dict[str, str] = Field(default_factory=dict, description="terms always sensitive -> their type")
+    propagate_names: bool = Field(default=True, description="also mark other mentions of names found (full name, and its words)")
 
     @field_validator("entities", mode="before")
     @classmethod
@@ -124,6 +125,7 @@ class DetectionProfile(BaseModel):
             "recognizers": (*self.recognizers, *recognizers),
             "allow_list": (*self.allow_list, *([allow_list] if isinstance(allow_list, str) else allow_list)),
             "deny_list": {**self.deny_list, **deny},
+            "propagate_names": self.propagate_names,
         }
         return DetectionProfile(**data)
 
@@ -138,6 +140,7 @@ class DetectionProfile(BaseModel):
             tuple(id(r) for r in self.recognizers),
             self.allow_list,
             tuple(sorted(self.deny_list.items())),
+            self.propagate_names,
         )
 
 

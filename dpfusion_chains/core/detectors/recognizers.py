@@ -42,10 +42,12 @@ class PatternRecognizer:
         group: int | str = 0,
         groups: Mapping[int | str, str] | None = None,
         validate: Callable[[str], bool | tuple[str, float]] | None = None,
+        strip_leading: Iterable[str] = (),
     ) -> None:
         self.name = name
         self.entity_type = entity_type
         self.score = score
+        self.strip_leading = frozenset(strip_leading)
         self.regex = re.compile(pattern, flags)
         self.groups: dict[int | str, str] = dict(groups) if groups else {group: entity_type}
         self.validate = validate
@@ -56,7 +58,13 @@ class PatternRecognizer:
                 start, end = match.span(group)
                 if start < 0 or end <= start:
                     continue
-                start, end = _trim(text, start, end)
+                start, end = trim(text, start, end)
+                while self.strip_leading:
+                    # Connector words a name pattern may start with ("and Lakeside Ltd" -> "Lakeside Ltd").
+                    head = text[start:end].split(None, 1)
+                    if len(head) < 2 or head[0] not in self.strip_leading:
+                        break
+                    start = end - len(head[1])
                 if end <= start:
                     continue
                 score = self.score
@@ -95,112 +103,6 @@ class TermsRecognizer:
 
 def body_group(body: str) -> str:
     return f"(?:{body})"
-
-
-# A name word: starts with an upper-case letter of any script (checked in Python, since `re` has
-# no \p{Lu}), may contain apostrophes and hyphens (O'Neill, Okafor-Nwosu), or is an initial ("J.").
-_WORD = re.compile(r"[^\W\d_][^\W\d_'’\-]*(?:['’\-][^\W\d_]+)*\.?")
-_GAP = re.compile(r"[ \t]{1,3}|[ \t]*,[ \t]*")
-_PARTICLES = frozenset(
-    "de da das do dos du des del della di van von der den ter ten la le el al bin binti bint ibn ben ap y e st st.".split()
-)
-
-
-class NameAfterTriggerRecognizer:
-    """PERSON names after honorifics, roles and form labels ("Dr", "Patient", "Name:").
-
-    NER models miss names in record-like text ("Patient Jane Roe, MRN ..."); a trigger word is
-    strong evidence, so the scan accepts 1-5 capitalised words (particles like "van", "de",
-    and initials allowed) and stops at the first word that is not part of a name.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        triggers: Iterable[str],
-        *,
-        score: float = 0.9,
-        stop_words: Iterable[str] = (),
-        case_sensitive_triggers: Iterable[str] = (),
-        allow_surname_first: bool = False,
-    ) -> None:
-        self.name = name
-        self.entity_type = "PERSON"
-        self.score = score
-        self.stop_words = frozenset(w.lower() for w in stop_words)
-        self.allow_surname_first = allow_surname_first
-        loose = sorted({t.lower() for t in triggers}, key=len, reverse=True)
-        strict = sorted(set(case_sensitive_triggers), key=len, reverse=True)
-        if not loose and not strict:
-            raise ValueError(f"recognizer {name!r} needs trigger words")
-        # Trigger, then separators (":", ",", "-", "the"), then the name starts. Role triggers are
-        # matched on a lower-cased copy (same offsets), titles ("Dr", "Ms") case-sensitively.
-        tail = r")(?![\w])\.?(?:[ \t]*[:,\-–][ \t]*|[ \t]+)(?:(?:the|The)[ \t]+)?"
-        self.loose = _keyword_regex(loose, tail) if loose else None
-        self.strict = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in strict) + tail) if strict else None
-
-    def find(self, text: str) -> Iterator[DetectedSpan]:
-        for regex, haystack in ((self.strict, text), (self.loose, lowered(text))):
-            if regex is None:
-                continue
-            for match in regex.finditer(haystack):
-                span = self._scan(text, match.end())
-                if span is not None:
-                    yield DetectedSpan(span[0], span[1], "PERSON", self.score)
-
-    def _scan(self, text: str, pos: int) -> tuple[int, int] | None:
-        words: list[tuple[int, int]] = []
-        capitalised = 0
-        commas = 0
-        while len(words) < 5:
-            word = _WORD.match(text, pos)
-            if word is None:
-                break
-            token = word.group().rstrip(".")
-            lowered = token.lower()
-            is_name = token[:1].isupper() and lowered not in self.stop_words and not _is_acronym(token)
-            if not is_name and not (lowered in _PARTICLES and self._next_is_name(text, word.end())):
-                break
-            # Keep the trailing dot only for initials ("J."), not a sentence's full stop.
-            end = word.end() if len(token) == 1 else word.start() + len(token)
-            words.append((word.start(), end))
-            capitalised += int(is_name)
-            gap = _GAP.match(text, end)
-            if gap is None:
-                break
-            if "," in gap.group():
-                # "Roe, Jane" (surname first) only in form fields; otherwise a comma ends the name.
-                if not self.allow_surname_first or commas or len(words) > 1:
-                    break
-                commas += 1
-            pos = gap.end()
-        while words and text[words[-1][0] : words[-1][1]].lower() in _PARTICLES:
-            words.pop()
-        if not words or capitalised == 0:
-            return None
-        start, end = words[0][0], words[-1][1]
-        # Possessive "Smith's": the name is "Smith".
-        if text[end - 2 : end] in ("'s", "’s"):
-            end -= 2
-        return (start, end) if end > start else None
-
-    def _next_is_name(self, text: str, pos: int) -> bool:
-        # A particle belongs to a name only if a capitalised word follows ("de la Cruz").
-        while True:
-            gap = _GAP.match(text, pos)
-            if gap is None or "," in gap.group():
-                return False
-            word = _WORD.match(text, gap.end())
-            if word is None:
-                return False
-            token = word.group().rstrip(".")
-            if token.lower() in _PARTICLES:
-                pos = word.end()
-                continue
-            return token[:1].isupper() and token.lower() not in self.stop_words
-
-    def __repr__(self) -> str:
-        return f"NameAfterTriggerRecognizer({self.name!r})"
 
 
 def lowered(text: str) -> str:
@@ -260,7 +162,7 @@ class KeywordValueRecognizer:
             value = self.value.match(text, match.end())
             if value is None:
                 continue
-            start, end = _trim(text, *value.span(value.lastindex or 0))
+            start, end = trim(text, *value.span(value.lastindex or 0))
             if end <= start:
                 continue
             entity_type, score = self.entity_type, self.score
@@ -357,16 +259,7 @@ class PrecedingPlaceRecognizer:
         return f"PrecedingPlaceRecognizer({self.name!r})"
 
 
-def _is_acronym(token: str) -> bool:
-    # "MRN", "NHS", "DOB" after a trigger are field labels, not names; all-caps names ("ROE")
-    # have a vowel and are kept.
-    letters = [c for c in token if c.isalpha()]
-    if len(letters) < 2 or not all(c.isupper() for c in letters):
-        return False
-    return not any(c in "AEIOUY" for c in letters) or len(letters) <= 2
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+def trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Strip whitespace and sentence punctuation a pattern may have swallowed at either end."""
     while start < end and (text[start].isspace() or text[start] in ",;:"):
         start += 1
