@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast bench eval-detect clean
+.PHONY: setup demo test test-fast bench eval eval-detect clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+eval: setup
+	$(BIN)/python -m benchmarks.eval_privacy
