@@ -18,6 +18,7 @@ from pathlib import Path
 from dpfusion_chains.core.detectors.evaluation import Counts, Report, evaluate, format_table, load_labelled
 
 EVAL_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "detect_eval.jsonl"
+HOLDOUT_SET = EVAL_SET.with_name("detect_holdout.jsonl")
 DOMAINS = ("health", "legal", "finance")
 
 

@@ -17,8 +17,11 @@ these domain texts for care facilities, courts/tribunals, law firms, banks and e
 Public content (diagnoses, treatments, case types, rulings, transaction categories, account types)
 is never labelled, so questions about it stay answerable from the public view.
 
-The bundled records (style "A", seed 7) and the evaluation set (style "B", seed 2024) use disjoint
-name/place pools, different templates, and different formats for dates, phones, IDs and money.
+The bundled records (style "A", seed 7), the evaluation set (style "B", seed 2024, templates in
+tests/data/eval_templates.py) and two held-out sets (style "C", seed 99, holdout_templates.py, and
+style "D", seed 5, holdout2_templates.py; see their docstrings for how far each was kept from
+tuning) use disjoint name/place pools, different templates, and different formats for dates,
+phones, IDs and money.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RECORDS_PATH = HERE / "records.json"
 EVAL_PATH = HERE.parents[1] / "tests" / "data" / "detect_eval.jsonl"
+HOLDOUT_PATH = EVAL_PATH.with_name("detect_holdout.jsonl")
+HOLDOUT2_PATH = EVAL_PATH.with_name("detect_holdout2.jsonl")
 
 
 @dataclass
@@ -513,24 +518,28 @@ STYLE_A = Style(
 )
 
 
-def _eval_style() -> Style:
-    # The evaluation templates live beside the evaluation set (tests/data), outside the package:
-    # they are what the detectors are measured on, not something they ship with or tune against.
+def _load_style(filename: str) -> Style:
+    # Evaluation templates live beside the evaluation sets (tests/data), outside the package:
+    # they are what the detectors are measured on, not something they ship with.
     import importlib.util
 
-    path = EVAL_PATH.parent / "eval_templates.py"
-    spec = importlib.util.spec_from_file_location("dpfusion_eval_templates", path)
-    if spec is None or spec.loader is None:
+    path = EVAL_PATH.parent / filename
+    spec = importlib.util.spec_from_file_location(f"dpfusion_{path.stem}", path)
+    if spec is None or spec.loader is None or not path.exists():
         raise FileNotFoundError(f"evaluation templates not found: {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.STYLE  # type: ignore[no-any-return]
 
 
-def generate() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    bundled = build(STYLE_A, 63, seed=7, prefix="rec")
-    evaluation = build(_eval_style(), 240, seed=2024, prefix="eval")
-    return bundled, evaluation
+def generate() -> dict[Path, list[dict[str, object]]]:
+    """Bundled records (style A), the evaluation set (B) and the held-out sets (C, D)."""
+    return {
+        RECORDS_PATH: build(STYLE_A, 63, seed=7, prefix="rec"),
+        EVAL_PATH: build(_load_style("eval_templates.py"), 240, seed=2024, prefix="eval"),
+        HOLDOUT_PATH: build(_load_style("holdout_templates.py"), 120, seed=99, prefix="hold"),
+        HOLDOUT2_PATH: build(_load_style("holdout2_templates.py"), 60, seed=5, prefix="hold2"),
+    }
 
 
 def _dump_records(records: list[dict[str, object]]) -> str:
@@ -547,8 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="verify the files on disk match the generator")
     args = parser.parse_args(argv)
-    bundled, evaluation = generate()
-    outputs = {RECORDS_PATH: _dump_records(bundled), EVAL_PATH: _dump_eval(evaluation)}
+    outputs = {path: (_dump_records(records) if path == RECORDS_PATH else _dump_eval(records)) for path, records in generate().items()}
     if args.check:
         stale = [str(p) for p, content in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != content]
         if stale:

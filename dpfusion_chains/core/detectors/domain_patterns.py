@@ -4,13 +4,14 @@ codes, account numbers, banks and employers)."""
 
 from __future__ import annotations
 
+from dpfusion_chains.core.detectors.patterns import UPPER
 from dpfusion_chains.core.detectors.recognizers import KeywordValueRecognizer, PatternRecognizer, Recognizer
 
-_CAP = r"[A-Z][\w'’\-]*"
+_CAP = rf"[{UPPER}][\w'’\-]*"
 _S = r"[ \t]+"  # names do not run across lines
 # Up to five words before a head noun: a capitalised word or particle first, then also "St", "of",
 # "the", "&" ("Royal Infirmary of Edinburgh", "St Mary's", "van der Berg & Co.").
-_PARTICLE = r"van|von|de|der|den|di|da|le|la|du|del|della|al|el|des|dos|do"
+_PARTICLE = r"van|von|de|der|den|di|da|le|la|du|del|della|al|el|des|dos|do|Ó|Ní|Mac|Mc"
 _LEAD = rf"(?:(?:{_CAP}|St\.?|{_PARTICLE}){_S}(?:(?:{_CAP}|St\.?|&|and|of|the|on|upon|{_PARTICLE}){_S}){{0,4}})?"
 _TAIL = rf"(?:{_S}(?:of|for|at|in|on){_S}(?:the{_S})?{_CAP}(?:{_S}(?:{_CAP}|and|&|of|the)){{0,4}})?"
 # "(Civil Division)", "(Immigration and Asylum Chamber)" after a court's name.
@@ -110,8 +111,8 @@ COURT = PatternRecognizer(
 LAW_FIRM = PatternRecognizer(
     "law_firm",
     "ORGANIZATION",
-    rf"(?<![\w])(?P<org>(?:(?:van|von|de|der|den|la|le|di|da|du|del|al)[ \t]+)*(?:{_CAP}(?:[ \t]+(?:&|and)[ \t]+|,[ \t]+|[ \t]+)(?:(?:van|von|de|der|den|la|le|di|da|du|del|al)[ \t]+)*){{1,4}}"
-    r"(?:LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|& Partners|& Co\.?|Advocates|Notaries)(?![\w]))"
+    rf"(?<![\w])(?P<org>(?:(?:{_PARTICLE})[ \t]+)*(?:{_CAP}(?:[ \t]+(?:&|and)[ \t]+|,[ \t]+|[ \t]+)(?:(?:{_PARTICLE})[ \t]+)*){{1,4}}"
+    r"(?:LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|Legal|Law|& Partners|& Co\.?|Advocates|Notaries)(?![\w]))"
     + _PLACE,
     0.9,
     groups=_PLACE_GROUPS,
@@ -200,7 +201,7 @@ FINANCE_ORG = PatternRecognizer(
     _org_pattern(
         r"Bank|Banking Group|Building Society|Credit Union|Bancorp|Savings and Loan|Trust Company|Insurance|Assurance"
         r"|Capital|Investments|Securities|Asset Management|Wealth Management|Financial|Finance|Lending|Mortgages|Payments"
-        r"|Mutual|Savings Bank|Logistics|Consulting|Solutions|Systems|Technologies|Engineering|Healthcare|Retail",
+        r"|Mutual|Savings Bank|Savings|Logistics|Consulting|Solutions|Systems|Technologies|Engineering|Healthcare|Retail",
         head_first=r"Bank of|Banco|Banque|Caisse|Sparkasse|Credit Union of",
     ),
     0.88,

@@ -68,13 +68,18 @@ def is_acronym(token: str) -> bool:
 
 
 class _NameScanner:
-    def __init__(self, stop_words: Iterable[str], allow_surname_first: bool = False, common_words: bool = True) -> None:
+    def __init__(
+        self, stop_words: Iterable[str], allow_surname_first: bool = False, common_words: bool = True, caps_ok: bool = False
+    ) -> None:
         # Strong triggers (titles, roles) take any capitalised word; weak cues skip common ones.
         self.stop_words = frozenset(w.lower() for w in stop_words) | (COMMON_CAPITALISED if common_words else frozenset())
         self.allow_surname_first = allow_surname_first
+        self.caps_ok = caps_ok  # upper-case surnames ("NG", "RAO") in captions and cause lists
 
     def is_name_word(self, token: str) -> bool:
-        return token[:1].isupper() and token.lower() not in self.stop_words and not is_acronym(token)
+        if not token[:1].isupper() or token.lower() in self.stop_words:
+            return False
+        return self.caps_ok or not is_acronym(token)
 
     def forward(self, text: str, pos: int, min_words: int = 1) -> tuple[int, int] | None:
         """The name starting at `pos` (1-5 words), or None."""
@@ -124,7 +129,9 @@ class _NameScanner:
             cursor = word.start()
             if len(words) == 5:
                 break
-        while words and text[words[0][0] : words[0][1]].lower() in PARTICLES:
+        # A lower-case particle cannot start a name we reached backwards from a cue ("... of (Claimant)");
+        # capitalised ones can ("De Vries", "DE VRIES").
+        while words and text[words[0][0] : words[0][1]] in PARTICLES:
             words.pop(0)
         return self._finish(text, words, capitalised, min_words)
 
@@ -174,12 +181,13 @@ class NameAfterTriggerRecognizer:
         allow_surname_first: bool = False,
         min_words: int = 1,
         common_words: bool = False,
+        caps_ok: bool = False,
     ) -> None:
         self.name = name
         self.entity_type = "PERSON"
         self.score = score
         self.min_words = min_words
-        self.scanner = _NameScanner(stop_words, allow_surname_first, common_words)
+        self.scanner = _NameScanner(stop_words, allow_surname_first, common_words, caps_ok)
         loose = sorted({re.escape(t.lower()) for t in triggers}, key=len, reverse=True)
         strict = sorted({re.escape(t) for t in case_sensitive_triggers}, key=len, reverse=True)
         if not loose and not strict and not trigger_pattern:
@@ -222,6 +230,7 @@ class NameBeforeCueRecognizer:
         min_words: int = 1,
         line_start: bool = False,
         flags: int = 0,
+        caps_ok: bool = False,
     ) -> None:
         self.name = name
         self.entity_type = "PERSON"
@@ -229,7 +238,7 @@ class NameBeforeCueRecognizer:
         self.min_words = min_words
         self.line_start = line_start
         self.cue = re.compile(cue_pattern, flags)
-        self.scanner = _NameScanner(stop_words)
+        self.scanner = _NameScanner(stop_words, caps_ok=caps_ok)
 
     def find(self, text: str) -> Iterator[DetectedSpan]:
         for match in self.cue.finditer(text):
@@ -261,3 +270,27 @@ def propagate_names(text: str, spans: list[DetectedSpan], min_score: float = 0.8
         return []
     regex = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")(?![\w])")
     return [DetectedSpan(m.start(), m.end(), "PERSON", 0.6) for m in regex.finditer(text)]
+
+
+_LIST_LINK = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+and[ \t]+|[ \t]*&[ \t]*)")
+_LIST_SCANNER = _NameScanner(())
+
+
+def extend_name_lists(text: str, spans: list[DetectedSpan]) -> list[DetectedSpan]:
+    """Names coordinated with a name already found: "the children, Ana and Farai", "X, Y and Z"."""
+    found: list[DetectedSpan] = []
+    frontier = [s for s in spans if s.entity_type == "PERSON"]
+    seen = {(s.start, s.end) for s in frontier}
+    while frontier:
+        span = frontier.pop()
+        link = _LIST_LINK.match(text, span.end)
+        if link is None:
+            continue
+        nxt = _LIST_SCANNER.forward(text, link.end())
+        if nxt is None or nxt in seen:
+            continue
+        seen.add(nxt)
+        new = DetectedSpan(nxt[0], nxt[1], "PERSON", 0.6)
+        found.append(new)
+        frontier.append(new)
+    return found

@@ -31,7 +31,9 @@ _MONTH_ANYCASE = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
 DAY = r"(?:3[01]|[12]\d|0?[1-9])(?:st|nd|rd|th)?"
 WEEKDAY = r"(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Mon|Tue|Tues|Wed|Thu|Thur|Thurs|Fri|Sat|Sun)\.?,?\s+"
 YEAR = r"(?:19|20)\d{2}"
-NAME_WORD = r"[A-Z][\w'’\-]*"  # capitalised word (ASCII start; names of any script go through the scanners)
+# Upper-case letters of the Latin script (`re` has no \p{Lu}): "Ó Briain", "Łódź", "Île".
+UPPER = "A-Z" + "".join(c for c in map(chr, range(0xC0, 0x250)) if c.isupper())
+NAME_WORD = rf"[{UPPER}][\w'’\-]*"  # a capitalised word
 CAP_WORDS = rf"(?:(?:{NAME_WORD}|St\.?|&|and|of|the|de|la)\s+)"
 
 STREET_SUFFIXES = (
@@ -48,7 +50,7 @@ US_STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY"
     "|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
-_CITY = r"(?:[A-Z][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|del)?[ \-]?[A-Z][\w'’\-]+){0,2})"
+_CITY = rf"(?:[{UPPER}][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|del)?[ \-]?[{UPPER}][\w'’\-]+){{0,2}})"
 
 
 def _digits(text: str) -> int:
@@ -181,7 +183,7 @@ CARD = PatternRecognizer(
 MASKED_CARD = PatternRecognizer(
     "masked_card",
     "ID",
-    r"(?:[*xX•]{4}[ -]?){1,3}\d{4}\b|(?<![\w*])(?:ending|ending in|last four(?: digits)?)[:\s]+(\d{4})\b",
+    r"(?:[*xX•]{4}[ -]?){1,3}\d{4}\b|(?<![\w*])(?i:ending|ending in|ends in|last (?:four|4|three|3)(?: digits)?)[:\s]+(\d{2,6})\b",
     0.85,
 )
 PHONE = PatternRecognizer(
@@ -249,8 +251,9 @@ MONEY = PatternRecognizer(
     "money",
     "MONEY",
     r"(?:-\s?)?(?:[£$€¥₹₦]|\b(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|NZD|INR|NGN|ZAR|SEK|NOK|DKK|PLN|CZK|HUF|BRL|MXN|CNY|HKD|SGD|AED|US\$|A\$|C\$)\s?)"
-    r"\s?\d{1,3}(?:[,.\u202f ]\d{3})*(?:[.,]\d{1,2})?(?:\s?(?:k|m|bn|million|billion|thousand)\b)?"
-    r"|\b\d{1,3}(?:[,.\u202f]\d{3})*(?:[.,]\d{1,2})?\s?(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|INR|NGN|ZAR|PLN"
+    # grouped (1,250 / 1.250 / 1 250) or plain (3269) digits, then cents
+    r"\s?(?:\d{1,3}(?:[,.\u202f ]\d{3})+|\d+)(?:[.,]\d{1,2})?(?:\s?(?:k|m|bn|million|billion|thousand)\b)?"
+    r"|\b(?:\d{1,3}(?:[,.\u202f]\d{3})+|\d+)(?:[.,]\d{1,2})?\s?(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|INR|NGN|ZAR|PLN"
     r"|(?i:pounds?|dollars?|euros?|pence|cents?|rupees?|naira|yen|francs?|zlot(?:y|ys|ych)|rand|kronor|kroner))\b",
     0.9,
 )
@@ -304,6 +307,10 @@ US_CITY_STATE = PatternRecognizer(
     validate=lambda m: m.split()[0] not in {"The", "A", "An", "In", "At", "On", "Of", "From", "To", "And"},
 )
 # UK vehicle registrations ("AB12 CDE") and the digits after "number"/"no."/"#" ("collar number 5851").
+# UK National Insurance numbers, spaced or not ("QQ 12 34 56 C").
+NINO = PatternRecognizer("nino", "ID", r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b", 0.9)
+# Social and payment-app handles ("@jane-roe82").
+USERNAME = PatternRecognizer("username", "ID", r"(?<![\w@.])@\w(?:[\w.\-]{0,30}\w)?(?![\w@])", 0.85)
 VEHICLE_PLATE = PatternRecognizer("vehicle_plate", "ID", r"\b[A-Z]{2}\d{2}[ ]?[A-Z]{3}\b", 0.8)
 NUMBER_AFTER_CUE = PatternRecognizer(
     "number_after_cue",
@@ -370,8 +377,18 @@ _ROLE_TRIGGERS = (
     "forename", "forenames", "first name", "last name", "given name", "family name", "signed", "signature",
     "prepared by", "reviewed by", "authorised by", "authorized by", "approved by", "referred by", "attending",
     "dear", "contact", "emergency contact", "GP", "author", "owner", "holder", "debtor", "creditor", "executor",
-    "trustee", "deceased", "minor", "child", "infant", "baby", "employer", "director", "officer in charge", "pt",
-    "representative", "employment judge", "judge", "nok", "emergency contact name",
+    "trustee", "deceased", "minor", "child", "children", "kids", "grandchildren", "infant", "baby", "employer", "director", "officer in charge", "pt",
+    "representative", "employment judge", "judge", "nok", "emergency contact name", "neighbour", "neighbor", "friend",
+    "flatmate", "housemate", "roommate", "boyfriend", "girlfriend", "fiancé", "fiancée", "cousin", "uncle", "aunt", "niece",
+    "nephew", "grandson", "granddaughter", "grandmother", "grandfather", "stepson", "stepdaughter", "stepmother", "stepfather",
+    "landlady", "agent", "caller", "speaker", "interviewee", "suspect", "offender", "victim's", "social worker", "key worker",
+    "health visitor", "care coordinator", "doctor", "nurse", "midwife", "dentist", "optician", "psychologist", "psychiatrist",
+)
+# Words that follow a role at the start of a sentence or question ("Agent: Can you ...").
+_SENTENCE_STARTERS = (
+    "Can", "Could", "Would", "Should", "Might", "Must", "Shall", "Do", "Does", "Did", "Have", "What", "When", "Where", "Why",
+    "How", "Who", "Which", "Please", "Thanks", "Thank", "Okay", "OK", "Sorry", "Hello", "Hi", "Good", "Just", "Also", "So",
+    "Well", "Right", "Sure", "Great", "Fine", "Let", "If", "Yes", "No", "There", "Here", "Your", "You", "Me", "Us", "Bill",
 )
 # Capitalised words that follow a role without being a name ("Patient ID", "Client Services").
 _ROLE_STOP_WORDS = (
@@ -385,7 +402,7 @@ _ROLE_STOP_WORDS = (
     "Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Dame", "Hon", "Judge", "Justice", "Yes", "None", "N/A",
     "Unknown", "Redacted", "Present", "Absent", "Admitted", "Discharged", "Attended", "Declined", "Confirmed",
     "Pending", "Approved", "Denied", "Granted", "Refused", "Dismissed", "Allowed", "Upheld", "Adjourned", "Statements",
-    "Visa", "Mastercard", "Debit", "Credit", "Current", "Savings", "Monthly", "Annual", "Total", "Balance",
+    "Visa", "Mastercard", "Debit", "Credit", "Current", "Savings", "Monthly", "Annual", "Total", "Balance", *_SENTENCE_STARTERS,
 )
 NAMES_AFTER_ROLES = NameAfterTriggerRecognizer(
     "name_after_role",
@@ -394,11 +411,16 @@ NAMES_AFTER_ROLES = NameAfterTriggerRecognizer(
     allow_surname_first=True,
 )
 # Weak cues: a preposition or verb that often introduces a person; two capitalised words needed.
+# Form fields whose label mentions a name: "Name on file:", "Name of deceased:", "Full legal name -".
+NAME_FIELD = NameAfterTriggerRecognizer(
+    "name_field", trigger_pattern=r"(?i:\bnames?\b[^:\n]{0,24}?[:\-–])[ \t]*", score=0.85, allow_surname_first=True, stop_words=_ROLE_STOP_WORDS
+)
 NAMES_AFTER_PREPOSITIONS = NameAfterTriggerRecognizer(
     "name_after_preposition",
     triggers=(
         "by", "with", "for", "about", "from", "to", "and", "v", "v.", "vs", "vs.", "versus", "call", "contact", "ask", "between",
-        "including", "named", "called", "thank", "met", "saw", "visited", "accompanied by", "seen by", "reviewed by",
+        "including", "named", "called", "thank", "met", "saw", "visited", "accompanied by", "seen by", "reviewed by", "paid",
+        "pay", "sent", "owes", "owe", "lent", "refunded", "messaged", "emailed", "phoned", "texted", "told", "asked",
     ),
     score=0.6,
     min_words=2,
@@ -406,19 +428,48 @@ NAMES_AFTER_PREPOSITIONS = NameAfterTriggerRecognizer(
 )
 NAMES_AFTER_CLOSING = NameAfterTriggerRecognizer(
     "name_after_closing",
-    trigger_pattern=r"(?i:many thanks|thanks|thank you|kind regards|best regards|warm regards|regards|best wishes|yours sincerely"
-    r"|yours faithfully|yours truly|sincerely|cheers|signed),?[ \t]*\n[ \t]*",
+    trigger_pattern=r"(?i:many thanks|thanks|thank you|with thanks|kind regards|best regards|warm regards|regards|best wishes|best"
+    r"|all the best|warmly|yours sincerely|yours faithfully|yours truly|yours|sincerely|cheers|talk soon|speak soon|signed),?[ \t]*\n[ \t]*",
     score=0.75,
     common_words=True,
 )
+_APPOSITION_ROLES = "|".join(sorted((re.escape(r) for r in _ROLE_TRIGGERS if len(r) > 3 and " name" not in r), key=len, reverse=True))
 NAMES_BEFORE_CUES = NameBeforeCueRecognizer(
     "name_before_cue",
     r"[ \t]*(?:\((?:the[ \t]+)?(?:claimant|defendant|applicant|respondent|appellant|plaintiff|petitioner|complainant|witness"
-    r"|deceased|patient|client|tenant|landlord|age[ \t]*\d|aged?[ \t]+\d|\d{1,3}\)|instructed by|née|nee|born)"
-    r"|,[ \t]+(?:the[ \t]+)?(?:plaintiff|defendant|claimant|respondent|appellant|petitioner)\b"
-    r"|,[ \t]+(?:an?[ \t]+)?(?:\d{1,3}[ \t-]*(?:y/?o\b|yo\b|years?[ \t-]old|year-old)|aged[ \t]+\d))",
+    r"|deceased|patient|client|tenant|landlord|age[ \t]*\d|aged?[ \t]+\d|\d{1,3}\)|instructed by|née|nee|born|dob|d\.o\.b|date of birth)"
+    r"|,[ \t]+(?:an?[ \t]+)?(?:\d{1,3}[ \t-]*(?:y/?o\b|yo\b|years?[ \t-]old|year-old)|aged[ \t]+\d)"
+    # a role in apposition: "Ana Ruiz, solicitor, of ...", "Tom Lee, the claimant's brother"
+    rf"|,[ \t]+(?:the[ \t]+|a[ \t]+|an[ \t]+|her[ \t]+|his[ \t]+|their[ \t]+)?(?:{_APPOSITION_ROLES})s?\b)",
     score=0.8,
     flags=re.IGNORECASE,
+)
+# Case captions and cause lists: "Smith v Jones", "ADEBAYO v KOWALSKI" (surnames alone, any case).
+NAMES_IN_CAPTION = NameAfterTriggerRecognizer(
+    "name_after_versus", trigger_pattern=r"(?<=[\w.)])[ \t]+(?:v|vs|versus)\.?[ \t]+", score=0.75, common_words=True, caps_ok=True
+)
+NAMES_BEFORE_VERSUS = NameBeforeCueRecognizer("name_before_versus", r"[ \t]+(?:v|vs|versus)\.?[ \t]+(?=[^\W\d_])", score=0.75, caps_ok=True)
+# Chat logs and transcripts: "[10:42] Amina: ..." (a timestamped speaker).
+NAME_AS_SPEAKER = NameAfterTriggerRecognizer(
+    "name_as_speaker", trigger_pattern=r"(?m)^[ \t]*\[[^\]\n]{3,30}\][ \t]*", score=0.8, common_words=True
+)
+# A person as the subject of a reporting or paying verb: "Precious Moyo paid you", "Tom Lee said".
+NAMES_BEFORE_VERB = NameBeforeCueRecognizer(
+    "name_before_verb",
+    r"[ \t]+(?:paid|sent|transferred|requested|received|said|says|wrote|writes|told|called|phoned|asked|reported|stated"
+    r"|explained|confirmed|denied|admitted|attended|visited|agreed|signed|accepted|declined)\b",
+    score=0.6,
+    min_words=2,
+)
+# A paragraph opening with a name ("Orla, further to our call ..."): a vocative in letters and e-mails.
+_DISCOURSE = (
+    "However", "Unfortunately", "Fortunately", "Additionally", "Furthermore", "Moreover", "Meanwhile", "Therefore", "Thus",
+    "Finally", "Firstly", "Secondly", "Thirdly", "Overall", "Sadly", "Separately", "Otherwise", "Instead", "Again", "Sure",
+    "Well", "Ok", "Okay", "Yes", "No", "Please", "Thanks", "Also", "Later", "Previously", "Currently", "Recently", "Initially",
+    "Subsequently", "Accordingly", "Importantly", "Notably", "Alternatively", "Similarly", "Equally", "Regrettably", "Hopefully",
+)
+NAME_AS_VOCATIVE = NameBeforeCueRecognizer(
+    "name_as_vocative", r",[ \t]+(?=[a-z])", score=0.6, line_start=True, stop_words=_DISCOURSE
 )
 NAME_AT_LINE_START = NameBeforeCueRecognizer("name_at_line_start", r"[ \t]*\|", score=0.6, min_words=2, line_start=True)
 # An address block: a line holding only a name, then a street line ("Jane Roe\n12 Elm Lane").
@@ -456,7 +507,7 @@ PLACE_AFTER_PREPOSITION = PatternRecognizer(
 CORE_RECOGNIZERS: tuple[Recognizer, ...] = (
     EMAIL, URL, IP_ADDRESS, IPV6, IBAN, CARD, MASKED_CARD, PHONE, PHONE_AFTER_LABEL, DATE, TIME, AGE, AGE_AFTER_KEYWORD, MONEY,
     STREET_ADDRESS, STREET_NAME, FOREIGN_STREET, PO_BOX, POSTCODE, EU_POSTCODE, PLACE_BEFORE_POSTCODE, US_CITY_STATE,
-    VEHICLE_PLATE, NUMBER_AFTER_CUE, AGE_IN_BRACKETS, GENERIC_ID, ID_AFTER_KEYWORD,
-    NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, NAMES_AFTER_PREPOSITIONS, NAMES_AFTER_CLOSING, NAMES_BEFORE_CUES,
-    NAME_AT_LINE_START, NAME_ABOVE_ADDRESS, PLACE_AFTER_CUE, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
+    VEHICLE_PLATE, NUMBER_AFTER_CUE, AGE_IN_BRACKETS, NINO, USERNAME, GENERIC_ID, ID_AFTER_KEYWORD,
+    NAMES_AFTER_TITLES, NAMES_AFTER_ROLES, NAME_FIELD, NAMES_AFTER_PREPOSITIONS, NAMES_AFTER_CLOSING, NAMES_BEFORE_CUES,
+    NAMES_BEFORE_VERB, NAME_AS_VOCATIVE, NAME_AT_LINE_START, NAME_ABOVE_ADDRESS, NAMES_IN_CAPTION, NAMES_BEFORE_VERSUS, NAME_AS_SPEAKER, PLACE_AFTER_CUE, COUNTRY, REGION, NRP, PLACE_AFTER_PREPOSITION,
 )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from dpfusion_chains.core.detect import DetectedSpan, merge_spans
-from dpfusion_chains.core.detectors.names import propagate_names
+from dpfusion_chains.core.detectors.names import extend_name_lists, propagate_names
 from dpfusion_chains.core.detectors.profiles import DetectionProfile
 
 
@@ -35,6 +35,7 @@ def apply_profile(text: str, spans: Iterable[DetectedSpan], profile: DetectionPr
         lookup = {term.lower(): kind for term, kind in profile.deny_list.items()}
         kept.extend(DetectedSpan(a, b, lookup.get(found.lower(), "PRIVATE"), 1.0) for a, b, found in _occurrences(text, profile.deny_list))
     if profile.propagate_names and profile.keeps("PERSON"):
+        kept.extend(extend_name_lists(text, kept))
         kept.extend(propagate_names(text, kept))
         if profile.allow_list:
             kept = [s for s in kept if not any(a <= s.start and s.end <= b for a, b, _ in allowed)]
