@@ -18,10 +18,11 @@ ids only, never text. `PrivacyBudgetEventHandler` listens to both, deduplicated 
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
@@ -187,7 +188,11 @@ class QueryScope:
 
 
 def current_scope() -> QueryScope | None:
-    """The open query scope of this context, if any."""
+    """The query scope of this context, if any (a closed one while its response streams)."""
+    return _SCOPE.get()
+
+
+def _open_scope() -> QueryScope | None:
     scope = _SCOPE.get()
     return scope if scope is not None and not scope.closed else None
 
@@ -195,7 +200,7 @@ def current_scope() -> QueryScope | None:
 def pending_scope() -> QueryScope:
     """The open scope, or a new pending one that the next synthesize span claims and closes
     (the postprocessor runs outside any span in chat engines)."""
-    scope = current_scope()
+    scope = _open_scope()
     if scope is None:
         scope = QueryScope(owner=None)
         scope._token = _SCOPE.set(scope)
@@ -207,7 +212,7 @@ def query_scope() -> Iterator[QueryScope]:
     """Group manual LLM calls (and the nodes a PrivateNodePostprocessor marks) into one query.
     Nested inside another scope, its calls also count in the enclosing one."""
     instrument()
-    scope = QueryScope(owner="explicit", parent=current_scope())
+    scope = QueryScope(owner="explicit", parent=_open_scope())
     token = _SCOPE.set(scope)
     try:
         yield scope
@@ -239,7 +244,7 @@ class _ScopeSpanHandler(BaseSpanHandler[SimpleSpan]):
                    tags: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not _opens_scope(id_, instance):
             return
-        scope = current_scope()
+        scope = _open_scope()
         if scope is None:
             scope = QueryScope(owner=id_)
             scope._token = _SCOPE.set(scope)
@@ -261,6 +266,7 @@ class _ScopeSpanHandler(BaseSpanHandler[SimpleSpan]):
         with self._owned_lock:
             scope = self._owned.pop(id_, None)
         if scope is not None:
+            _rescope_stream(result, scope)
             scope.close(result)
             _reset(scope._token)
 
@@ -272,6 +278,40 @@ class _ScopeSpanHandler(BaseSpanHandler[SimpleSpan]):
 
     def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> SimpleSpan | None:
         return None
+
+
+def _rescope_stream(result: Any, scope: QueryScope) -> None:
+    """A streaming response makes its last LLM call lazily, after the span returned: run each step
+    of its generator inside the scope, so that call is attributed and counted like the others."""
+    gen = getattr(result, "response_gen", None)
+    if inspect.isgenerator(gen):
+        result.response_gen = _scoped(gen, scope)
+    elif inspect.isasyncgen(gen):
+        result.response_gen = _ascoped(gen, scope)
+
+
+def _scoped(gen: Iterator[Any], scope: QueryScope) -> Iterator[Any]:
+    while True:
+        token = _SCOPE.set(scope)
+        try:
+            item = next(gen)
+        except StopIteration:
+            return
+        finally:
+            _reset(token)
+        yield item
+
+
+async def _ascoped(gen: AsyncIterator[Any], scope: QueryScope) -> AsyncIterator[Any]:
+    while True:
+        token = _SCOPE.set(scope)
+        try:
+            item = await gen.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _reset(token)
+        yield item
 
 
 def _opens_scope(id_: str, instance: Any) -> bool:

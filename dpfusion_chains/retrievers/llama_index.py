@@ -213,19 +213,7 @@ class PrivateNodePostprocessor(BaseNodePostprocessor):
         return self._postprocess_nodes(nodes, query_bundle)
 
     def _unit(self, node: Any) -> str:
-        unit = node.metadata.get(self.unit_key)
-        if unit is None and self.unit_key == "ref_doc_id":
-            unit = node.ref_doc_id
-        if unit is None or unit == "":
-            if self.default_unit is not None:
-                return self.default_unit
-            if self.require_unit:
-                raise MissingUnitError(
-                    f"retrieved node {node.node_id!r} has no privacy unit id (metadata key {self.unit_key!r}"
-                    + (" or a source document" if self.unit_key == "ref_doc_id" else "")
-                    + "); set it on your documents, pass unit_key=/default_unit=, or require_unit=False")
-            return str(node.node_id)
-        return str(unit)
+        return node_unit(node, self.unit_key, self.default_unit, self.require_unit)
 
     def _exhausted(self, units: set[str]) -> set[str]:
         if self.budget is None:
@@ -246,6 +234,25 @@ class PrivateNodePostprocessor(BaseNodePostprocessor):
         else:
             new._dp_detector = self.detector
         return new
+
+
+def node_unit(node: Any, unit_key: str = "ref_doc_id", default_unit: str | None = None,
+              require_unit: bool = True) -> str:
+    """A node's privacy unit: metadata[unit_key] (for "ref_doc_id", else its source document id),
+    else `default_unit`, else MissingUnitError (require_unit) or the node's own id."""
+    unit = node.metadata.get(unit_key)
+    if unit is None and unit_key == "ref_doc_id":
+        unit = node.ref_doc_id
+    if unit is not None and unit != "":
+        return str(unit)
+    if default_unit is not None:
+        return default_unit
+    if require_unit:
+        raise MissingUnitError(
+            f"node {node.node_id!r} has no privacy unit id (metadata key {unit_key!r}"
+            + (" or a source document" if unit_key == "ref_doc_id" else "")
+            + "); set it on your documents, pass unit_key=/default_unit=, or require_unit=False")
+    return str(node.node_id)
 
 
 def redact_text(text: str, detector: str | Detector | None = None) -> str:
