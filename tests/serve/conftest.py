@@ -37,7 +37,8 @@ def chat_body(unit: str = "rec-7", secret: str = SECRET, **fields: Any) -> dict[
     content = [{"type": "text", "text": "Record: "},
                {"type": "text", "text": secret, "private": {"unit": unit}},
                {"type": "text", "text": "\nWhen was she admitted?"}]
-    return {"model": "dpfusion", "messages": [{"role": "user", "content": content}], "epsilon": 3.0, **fields}
+    return {"model": "dpfusion", "messages": [{"role": "user", "content": content}], "epsilon": 3.0, "seed": 0,
+            **fields}
 
 
 @pytest.fixture(scope="session")
