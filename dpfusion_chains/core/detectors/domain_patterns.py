@@ -37,9 +37,9 @@ def _org_pattern(heads: str, *, head_first: str = "", paren: bool = False) -> st
 
 
 def _strip_article(match: str) -> bool:
-    # "The" alone before a head noun ("The Hospital") is not a name.
+    # A bare head noun ("Hospital", after "The" was stripped) or "The/Our Hospital" is not a name.
     words = match.split()
-    return not (len(words) <= 2 and words[0] in {"The", "A", "An", "This", "That", "Our", "Their", "His", "Her"})
+    return len(words) >= 2 and not (len(words) == 2 and words[0] in {"The", "A", "An", "This", "That", "Our", "Their", "His", "Her"})
 
 
 def _nhs_number(match: str) -> tuple[str, float]:

@@ -41,7 +41,7 @@ REGIONS: tuple[str, ...] = tuple(
     |Queensland|Tasmania|Western Australia|South Australia|Northern Territory|Bavaria|Catalonia|Andalusia|Flanders
     |Wallonia|Tuscany|Lombardy|Sicily|Sardinia|Brittany|Normandy|Provence|Yorkshire|Lancashire|Cornwall|Devon|Kent
     |Essex|Surrey|Sussex|Norfolk|Suffolk|Cumbria|Northumberland|Merseyside|Greater Manchester|West Midlands
-    |East Anglia|the Midlands|Highlands|Midlands|Punjab|Kerala|Tamil Nadu|Gujarat|Maharashtra|Bengal|Lagos State""".replace(
+    |East Anglia|Highlands|Midlands|Punjab|Kerala|Tamil Nadu|Gujarat|Maharashtra|Bengal|Lagos State""".replace(
         "\n", ""
     ).split("|")
     if r.strip()

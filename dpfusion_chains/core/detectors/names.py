@@ -101,8 +101,9 @@ class _NameScanner:
             if gap is None:
                 break
             if "," in gap.group():
-                # "ROE, Jane" (surname first) only in form fields; otherwise a comma ends the name.
-                if not self.allow_surname_first or commas or len(words) > 1:
+                # "ROE, Jane" (surname first, in capitals) only in form fields; otherwise a comma ends
+                # the name ("the children, Ana, Tom and Li" is a list).
+                if not self.allow_surname_first or commas or len(words) > 1 or not token.isupper():
                     break
                 commas += 1
             pos = gap.end()
@@ -176,6 +177,7 @@ class NameAfterTriggerRecognizer:
         *,
         case_sensitive_triggers: Iterable[str] = (),
         trigger_pattern: str | None = None,
+        lowered_pattern: bool = False,
         score: float = 0.9,
         stop_words: Iterable[str] = (),
         allow_surname_first: bool = False,
@@ -201,10 +203,13 @@ class NameAfterTriggerRecognizer:
         self.plural = _keyword_regex(plurals, r")(?![\w])[ \t]*:[ \t]*") if plurals else None
         self.strict = re.compile(r"(?<![\w])(?:" + "|".join(strict) + tail) if strict else None
         self.pattern = re.compile(trigger_pattern) if trigger_pattern else None
+        # A lower-case ``trigger_pattern`` runs on the lower-cased copy (case-insensitive, and faster).
+        self.pattern_on_lowered = lowered_pattern
 
     def find(self, text: str) -> Iterator[DetectedSpan]:
         low = lowered(text)
-        for regex, haystack in ((self.strict, text), (self.loose, low), (self.plural, low), (self.pattern, text)):
+        pattern_text = low if self.pattern_on_lowered else text
+        for regex, haystack in ((self.strict, text), (self.loose, low), (self.plural, low), (self.pattern, pattern_text)):
             if regex is None:
                 continue
             for match in regex.finditer(haystack):
@@ -265,11 +270,18 @@ def propagate_names(text: str, spans: list[DetectedSpan], min_score: float = 0.8
         for w in text[s.start : s.end].split()
         if len(w) >= 3 and w[:1].isupper() and w.lower() not in COMMON_CAPITALISED and w.lower() not in PARTICLES
     }
-    terms = sorted(n for n in names | parts if n.strip())
-    if not terms:
-        return []
-    regex = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")(?![\w])")
-    return [DetectedSpan(m.start(), m.end(), "PERSON", 0.6) for m in regex.finditer(text)]
+    found: list[DetectedSpan] = []
+    for term in names | parts:
+        if not term.strip():
+            continue
+        pos = text.find(term)
+        while pos >= 0:
+            end = pos + len(term)
+            # Whole words only: "Park" is not inside "Parkside".
+            if (pos == 0 or not text[pos - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
+                found.append(DetectedSpan(pos, end, "PERSON", 0.6))
+            pos = text.find(term, pos + 1)
+    return found
 
 
 _LIST_LINK = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+and[ \t]+|[ \t]*&[ \t]*)")

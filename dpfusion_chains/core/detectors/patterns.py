@@ -42,7 +42,7 @@ STREET_SUFFIXES = (
     "|Highway|Hwy|Parkway|Pkwy|Circle|Cir|Trail|Path|Wharf|Quay|Embankment|Broadway|Alley|Passage"
     "|Causeway|Chase|Croft|Fold|Gate|Yard|End|Heights|Meadows?|Ridge|Loop|Bypass|Esplanade|Promenade"
 )
-_STREET = rf"(?:{NAME_WORD}\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:\s+(?:North|South|East|West|NW|NE|SW|SE|N|S|E|W)\b)?"
+_STREET = rf"(?:{NAME_WORD}\s+){{1,4}}(?:{STREET_SUFFIXES})\b(?:\s+(?:North|South|East|West|NW|NE|SW|SE|N|S|E|W)\b)?"
 _UNIT = r"(?:(?:Flat|Apt\.?|Apartment|Unit|Suite|Ste\.?|Room|Floor)\s+[\w-]{1,5},?\s+)"
 _HOUSE_NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?,?\s+"
 UK_POSTCODE = r"(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})"
@@ -116,8 +116,9 @@ def _identifier(match: str) -> bool:
         if re.fullmatch(r"\d+", match):
             return digits >= 5
         return digits >= 4 and not re.fullmatch(r"\d+[.,]\d+", match)
-    # Mixed tokens: 3+ digits ("A1234567"), or 2 digits in an all-caps code ("AB12CD"); "54-year-old",
-    # "COVID-19"-style words with lower-case parts and few digits are not identifiers.
+    # Mixed tokens: 3+ digits ("A1234567"), or 2 digits in an all-caps code ("AB12CD"); words with
+    # lower-case parts and few digits ("54-year-old", "HbA1c") are not. Recall-first, an all-caps
+    # term such as "COVID-19" is taken as a code.
     return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(c.islower() for c in match))
 
 
@@ -183,8 +184,9 @@ CARD = PatternRecognizer(
 MASKED_CARD = PatternRecognizer(
     "masked_card",
     "ID",
-    r"(?:[*xX•]{4}[ -]?){1,3}\d{4}\b|(?<![\w*])(?i:ending|ending in|ends in|last (?:four|4|three|3)(?: digits)?)[:\s]+(\d{2,6})\b",
+    r"(?P<masked>(?:[*xX•]{4}[ -]?){1,3}\d{4})\b|(?<![\w*])(?i:ending|ending in|ends in|last (?:four|4|three|3)(?: digits)?)[:\s]+(?P<last>\d{2,6})\b",
     0.85,
+    groups={"masked": "ID", "last": "ID"},
 )
 PHONE = PatternRecognizer(
     "phone",
@@ -428,8 +430,9 @@ NAMES_AFTER_PREPOSITIONS = NameAfterTriggerRecognizer(
 )
 NAMES_AFTER_CLOSING = NameAfterTriggerRecognizer(
     "name_after_closing",
-    trigger_pattern=r"(?i:many thanks|thanks|thank you|with thanks|kind regards|best regards|warm regards|regards|best wishes|best"
+    trigger_pattern=r"(?<![\w])(?:many thanks|thanks|thank you|with thanks|kind regards|best regards|warm regards|regards|best wishes|best"
     r"|all the best|warmly|yours sincerely|yours faithfully|yours truly|yours|sincerely|cheers|talk soon|speak soon|signed),?[ \t]*\n[ \t]*",
+    lowered_pattern=True,
     score=0.75,
     common_words=True,
 )

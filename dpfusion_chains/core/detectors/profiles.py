@@ -67,7 +67,7 @@ class DetectionProfile(BaseModel):
         items = tuple(value)
         for item in items:
             if not callable(getattr(item, "find", None)) and not _is_presidio_recognizer(item):
-                raise TypeError(
+                raise ValueError(
                     f"a recognizer needs a find(text) method returning DetectedSpans (or be a Presidio EntityRecognizer), got {type(item).__name__}"
                 )
         return items

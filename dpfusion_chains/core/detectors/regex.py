@@ -23,7 +23,8 @@ def recognizers_for(profile: DetectionProfile) -> tuple[Recognizer, ...]:
     """Core recognizers, the profile's built-in sets, then the user's own (non-Presidio) ones."""
     extra = [r for name in profile.recognizer_sets for r in RECOGNIZER_SETS[name]]
     own = [r for r in profile.recognizers if callable(getattr(r, "find", None))]
-    return (*CORE_RECOGNIZERS, *extra, *own)
+    # Sets share some recognizers (companies): run each once.
+    return tuple({id(r): r for r in (*CORE_RECOGNIZERS, *extra, *own)}.values())
 
 
 class RegexDetector(Detector):
