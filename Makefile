@@ -47,3 +47,12 @@ clean:
 
 eval: setup
 	$(BIN)/python -m benchmarks.eval_privacy
+
+.PHONY: example-langchain-rag example-langchain-agent
+
+# LangChain examples (offline: the embedded SmolLM2 and the packaged all-MiniLM-L6-v2).
+example-langchain-rag: setup
+	$(BIN)/python examples/langchain_rag.py
+
+example-langchain-agent: setup
+	$(BIN)/python examples/langchain_agent.py
