@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import Document, MetadataMode, NodeWithScore, QueryBundle, TextNode
 
 from dpfusion_chains.callbacks.llama_index import instrument, pending_scope
 from dpfusion_chains.core.detect import DetectedSpan, Detector, merge_spans, resolve_detector
@@ -238,11 +238,11 @@ class PrivateNodePostprocessor(BaseNodePostprocessor):
 
 def node_unit(node: Any, unit_key: str = "ref_doc_id", default_unit: str | None = None,
               require_unit: bool = True) -> str:
-    """A node's privacy unit: metadata[unit_key] (for "ref_doc_id", else its source document id),
+    """A node's privacy unit: metadata[unit_key] (for "ref_doc_id", else its source document's id),
     else `default_unit`, else MissingUnitError (require_unit) or the node's own id."""
     unit = node.metadata.get(unit_key)
-    if unit is None and unit_key == "ref_doc_id":
-        unit = node.ref_doc_id
+    if unit is None and unit_key == "ref_doc_id":  # a Document is its own source document
+        unit = node.ref_doc_id or (node.node_id if isinstance(node, Document) else None)
     if unit is not None and unit != "":
         return str(unit)
     if default_unit is not None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field
-from llama_index.core.schema import BaseNode, MetadataMode, TextNode, TransformComponent
+from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode, TransformComponent
 
 from dpfusion_chains.core.engine import DPFusionEngine
 from dpfusion_chains.llms.llama_index import DPFusionLlamaLLM, _clean, _fail_closed
@@ -54,7 +54,7 @@ class DPNodePrivatizer(TransformComponent):
         return [self._privatize(node) for node in nodes]
 
     def _privatize(self, node: BaseNode) -> BaseNode:
-        if not isinstance(node, TextNode):
+        if not isinstance(node, (TextNode, Document)):
             raise TypeError(f"DPNodePrivatizer rewrites text nodes, got {type(node).__name__}")
         unit = node_unit(node, self.unit_key, self.default_unit, self.require_unit)
         with _fail_closed():
