@@ -56,3 +56,8 @@ example-langchain-rag: setup
 
 example-langchain-agent: setup
 	$(BIN)/python examples/langchain_agent.py
+
+# Ray Serve endpoint: requests/s and p50/p95 latency, 1 vs 2 replicas (embedded model, PostgreSQL ledger).
+.PHONY: bench-serve
+bench-serve: setup postgres-server
+	$(BIN)/python -m benchmarks.serve_bench
