@@ -57,6 +57,19 @@ example-langchain-rag: setup
 example-langchain-agent: setup
 	$(BIN)/python examples/langchain_agent.py
 
+.PHONY: example-llamaindex-query example-llamaindex-chat
+
+# LlamaIndex examples (offline: the embedded SmolLM2 and the packaged all-MiniLM-L6-v2).
+example-llamaindex-query: setup
+	$(BIN)/python examples/llamaindex_query_engine.py
+
+example-llamaindex-chat: setup
+	$(BIN)/python examples/llamaindex_chat.py
+
+# Detection recall/precision per entity type and per profile on tests/data (labelled synthetic sets).
+eval-detect: setup
+	$(BIN)/python -m benchmarks.detect_eval
+
 # Ray Serve endpoint: requests/s and p50/p95 latency, 1 vs 2 replicas (embedded model, PostgreSQL ledger).
 .PHONY: bench-serve
 bench-serve: setup postgres-server

@@ -102,7 +102,7 @@ def nhs_number(rng: random.Random) -> str:
     """A 10-digit number with a valid NHS modulus-11 check digit, as "943 476 5919"."""
     while True:
         body = [rng.randint(0, 9) for _ in range(9)]
-        check = 11 - sum(d * w for d, w in zip(body, range(10, 1, -1))) % 11
+        check = 11 - sum(d * w for d, w in zip(body, range(10, 1, -1), strict=True)) % 11
         if check == 11:
             check = 0
         if check != 10:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dpfusion_chains.core.detect import register_detector
 from dpfusion_chains.core.detectors.factory import make_detector, register_builtin_detectors
+from dpfusion_chains.core.detectors.names import NameAfterTriggerRecognizer, NameBeforeCueRecognizer
 from dpfusion_chains.core.detectors.profiles import (
     BUILTIN_PROFILES,
     DetectionProfile,
@@ -18,7 +19,6 @@ from dpfusion_chains.core.detectors.profiles import (
     get_profile,
     register_profile,
 )
-from dpfusion_chains.core.detectors.names import NameAfterTriggerRecognizer, NameBeforeCueRecognizer
 from dpfusion_chains.core.detectors.recognizers import (
     KeywordValueRecognizer,
     PatternRecognizer,
