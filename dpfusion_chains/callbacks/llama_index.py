@@ -336,7 +336,8 @@ def instrument() -> None:
 class PrivacyBudgetEventHandler(BaseEventHandler):
     """Observes DP-Fusion events: ε per call, per query and per privacy unit, deduplicated by call
     id. It only observes (the engine's budget is the record of spending); `limit`/`budget` make it
-    warn or raise (`on_limit`) when a unit's observed ε crosses its limit.
+    warn when a unit's observed ε crosses its limit (on_limit="warn"). It cannot refuse a call:
+    LlamaIndex's dispatcher swallows handler errors, so enforce limits with a PrivacyBudget.
 
         handler = PrivacyBudgetEventHandler().attach()      # on the root dispatcher
         ...; handler.spent("rec-7"), handler.queries[-1]["epsilon"], handler.totals()
@@ -351,6 +352,9 @@ class PrivacyBudgetEventHandler(BaseEventHandler):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.on_limit == "raise":
+            raise ValueError("on_limit='raise' cannot work here: LlamaIndex's dispatcher swallows errors raised by "
+                             "event handlers; pass a PrivacyBudget to DPFusionLlamaLLM(budget=...) to refuse calls")
         self._tracker = SpendTracker(budget=self.budget, limit=self.limit, on_limit=self.on_limit)
         instrument()
 

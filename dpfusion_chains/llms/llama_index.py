@@ -25,6 +25,11 @@ formatted messages strictly (any marker a template truncated or altered → Mark
 the engine, which reserves/settles the budget; the composed ε of every call in the scope lands
 on `Response.metadata["dpfusion"]` and in `DPFusionCallEvent`/`DPFusionQueryEvent`.
 
+What the guarantee covers there: when a synthesizer splits text, how many calls it makes and where
+it cuts depend on the lengths of the private texts, so (as with placeholder="token") neighbouring
+contexts are those of the same length structure. Modes that fit every node into one call
+(compact or simple_summarize with a large enough window) keep the typed-placeholder guarantee.
+
 Errors: a DP-Fusion error that is a ValueError/TypeError (MarkerError, ContextTooLongError, …) is
 raised as `DPFusionCallError` (a RuntimeError, the original chained as `__cause__`): LlamaIndex's
 refine loop swallows ValueErrors and would turn a refusal into a silent "Empty Response".

@@ -82,3 +82,8 @@ def test_postprocessor_outside_a_query_opens_a_scope_the_synthesizer_closes(kit,
     report = response.metadata["dpfusion"]
     assert report["query_id"] == pending.id and set(report["units"]) == {"p-0", "p-1"}
     assert [c.query_id for c in collector.calls] == [pending.id] * report["calls"]
+
+
+def test_handler_does_not_promise_what_the_dispatcher_cannot_do():
+    with pytest.raises(ValueError, match="swallows"):
+        PrivacyBudgetEventHandler(on_limit="raise")
