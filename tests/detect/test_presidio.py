@@ -64,6 +64,22 @@ def test_finds_what_ner_alone_misses(default: PresidioDetector) -> None:
     assert ("Toronto", "LOCATION") in spans
 
 
+def test_ner_runs_only_where_it_can_add_something(default: PresidioDetector) -> None:
+    from dpfusion_chains.core.detectors.presidio import ner_segments
+
+    text = "MRN 443-21. On 3 March 2024 the Hospital team saw him.\nGloria Mendes spoke in Toronto."
+    covered = bytearray(len(text))
+    for span in default.regex.raw_spans(text):
+        covered[span.start : span.end] = b"\x01" * (span.end - span.start)
+    # only the last line holds capitalised words our recognizers left uncovered
+    assert [text[a:b] for a, b in ner_segments(text, covered)] == ["Gloria Mendes spoke in Toronto."]
+    everywhere = make_detector("presidio", ner_scope="all")
+    records = _subset("detect_holdout2.jsonl", 2)["legal"]
+    assert evaluate(everywhere, records).total.recall == evaluate(make_detector("presidio", profile="general"), records).total.recall
+    with pytest.raises(ValueError, match="ner_scope"):
+        make_detector("presidio", ner_scope="some")
+
+
 def test_durations_are_not_dates(default: PresidioDetector) -> None:
     text = "The pain lasted two weeks and eased this morning; reviewed on 3 March 2024."
     dates = [t for t, kind in found(default, text) if kind == "DATE_TIME"]

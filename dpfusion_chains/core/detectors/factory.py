@@ -46,7 +46,7 @@ def make_detector(spec: str = "presidio", /, *, profile: str | DetectionProfile 
 
     ``spec``: ``"presidio"`` (default), ``"regex"``, ``"whole"``, ``"hf"``, optionally with a profile
     (``"presidio:health"``). Options: ``profile``, ``entities``, ``score_threshold``, ``allow_list``,
-    ``deny_list``, ``recognizers``; Presidio also ``language``, ``spacy_model``; ``hf`` takes
+    ``deny_list``, ``recognizers``; Presidio also ``language``, ``spacy_model``, ``ner_scope``; ``hf`` takes
     ``model_path`` and the options of `HFTokenClassifierDetector`.
     """
     kind, spec_profile = _split(spec)
@@ -70,7 +70,7 @@ def make_detector(spec: str = "presidio", /, *, profile: str | DetectionProfile 
 
         return _cached(key, lambda: RegexDetector(resolved))
     if kind == "presidio":
-        unknown = set(options) - {"language", "spacy_model"}
+        unknown = set(options) - {"language", "spacy_model", "ner_scope"}
         if unknown:
             raise TypeError(f"unexpected options for the Presidio detector: {sorted(unknown)}")
         from dpfusion_chains.core.detectors.presidio import PresidioDetector

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dpfusion_chains.core.detect import DetectedSpan, Detector
+from dpfusion_chains.core.detectors.names import COMMON_CAPITALISED
 from dpfusion_chains.core.detectors.policy import apply_profile
 from dpfusion_chains.core.detectors.profiles import DetectionProfile, resolve_profile
 from dpfusion_chains.core.detectors.regex import RegexDetector
@@ -172,13 +174,37 @@ def _new_analyzer(language: str, model: str, extra: tuple[Any, ...]) -> Any:
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[language], context_aware_enhancer=enhancer_cls())
 
 
+_SEGMENT = re.compile(r"[^\n]+?(?:[.!?](?=\s)|$)", re.MULTILINE)
+_CAPITALISED = re.compile(r"(?<![\w])[^\W\d_][\w'’\-]*")
+
+
+def ner_segments(text: str, covered: bytearray) -> list[tuple[int, int]]:
+    """The sentences/lines where NER can add something: those holding a capitalised word that our
+    recognizers did not already cover and that is not a common capitalised word ("Hospital",
+    "March"). Names, places and groups are capitalised in English; elsewhere NER finds nothing new."""
+    chunks: list[tuple[int, int]] = []
+    for segment in _SEGMENT.finditer(text):
+        for word in _CAPITALISED.finditer(text, segment.start(), segment.end()):
+            token = word.group()
+            if token[0].isupper() and token.lower() not in COMMON_CAPITALISED and not all(covered[word.start() : word.end()]):
+                if chunks and text[chunks[-1][1] : segment.start()].strip() == "":
+                    chunks[-1] = (chunks[-1][0], segment.end())  # join neighbours: fewer, longer NER calls
+                else:
+                    chunks.append((segment.start(), segment.end()))
+                break
+    return chunks
+
+
 class PresidioDetector(Detector):
     """Presidio (patterns + spaCy NER) ∪ our recognizers, filtered by a profile, spans merged.
 
     Options: ``profile`` (name or DetectionProfile), ``entities`` (types to keep), ``score_threshold``,
     ``allow_list`` / ``deny_list`` terms, ``recognizers`` (ours: objects with ``find``; or Presidio
     ``EntityRecognizer`` instances, added to the analyzer), ``language`` and ``spacy_model``
-    (a package name or model path; default the bundled English model).
+    (a package name or model path; default the bundled English model), ``ner_scope``:
+    ``"candidates"`` (default) runs spaCy only on the sentences holding a capitalised word our
+    recognizers left uncovered (about a third of a record, same recall on our labelled sets);
+    ``"all"`` runs it on the whole text.
     """
 
     name = "presidio"
@@ -194,13 +220,17 @@ class PresidioDetector(Detector):
         recognizers: Iterable[Any] = (),
         language: str = "en",
         spacy_model: str | None = None,
+        ner_scope: Literal["candidates", "all"] = "candidates",
     ) -> None:
+        if ner_scope not in ("candidates", "all"):
+            raise ValueError(f"ner_scope must be 'candidates' or 'all', got {ner_scope!r}")
         self.profile = resolve_profile(
             profile, entities=entities, score_threshold=score_threshold, allow_list=allow_list, deny_list=deny_list, recognizers=recognizers
         )
         own = [r for r in self.profile.recognizers if callable(getattr(r, "find", None))]
         presidio_extra = [r for r in self.profile.recognizers if not callable(getattr(r, "find", None))]
         self.language = language
+        self.ner_scope = ner_scope
         # Presidio recognizers go into the analyzer; ours run in the regex half of the union.
         self.regex = RegexDetector(self.profile.model_copy(update={"recognizers": tuple(own)}) if presidio_extra else self.profile)
         self.analyzer = build_analyzer(language, spacy_model, presidio_extra)
@@ -208,13 +238,38 @@ class PresidioDetector(Detector):
         wanted = {name for name, ours in PRESIDIO_TO_VOCAB.items() if self.profile.keeps(ours)}
         wanted |= {e for r in presidio_extra for e in r.supported_entities}
         self.presidio_entities = sorted(wanted & supported)
+        self.ner = next((r for r in self.analyzer.registry.recognizers if r.name == "SpacyRecognizer"), None)
+        self.ner_entities = sorted(set(self.presidio_entities) & set(self.ner.supported_entities)) if self.ner else []
         self._lock = threading.Lock()
 
-    def presidio_spans(self, text: str) -> list[DetectedSpan]:
+    def _results(self, text: str, covered: bytearray | None) -> list[Any]:
+        engine = self.analyzer.nlp_engine
+        if self.ner is None or self.ner_scope == "all" or covered is None:
+            return list(self.analyzer.analyze(text=text, language=self.language, entities=self.presidio_entities, score_threshold=0.0))
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        # Pattern recognizers on the whole text, with an NER-free (tokenizer-only) analysis...
+        doc = engine.nlp[self.language].make_doc(text)
+        blank = NlpArtifacts(entities=[], tokens=doc, tokens_indices=[t.idx for t in doc], lemmas=[], nlp_engine=engine, language=self.language, scores=[])
+        results = list(self.analyzer.analyze(text=text, language=self.language, entities=self.presidio_entities, score_threshold=0.0, nlp_artifacts=blank))
+        # ...and spaCy's NER, in one batch, on the sentences where it can add something.
+        chunks = ner_segments(text, covered) if self.ner_entities else []
+        if chunks:
+            pieces = [text[a:b] for a, b in chunks]
+            for (offset, _), (piece, artifacts) in zip(chunks, engine.process_batch(pieces, self.language, batch_size=len(pieces)), strict=True):
+                for r in self.ner.analyze(piece, self.ner_entities, artifacts):
+                    r.start += offset
+                    r.end += offset
+                    results.append(r)
+        return results
+
+    def presidio_spans(self, text: str, covered: bytearray | None = None) -> list[DetectedSpan]:
+        """Presidio's spans, mapped to our types. With `covered` (characters our recognizers already
+        mark), NER runs only where it can add something (``ner_scope="candidates"``)."""
         if not self.presidio_entities:
             return []
         with self._lock:
-            results = self.analyzer.analyze(text=text, language=self.language, entities=self.presidio_entities, score_threshold=0.0)
+            results = self._results(text, covered)
         spans = []
         for r in results:
             start, end = r.start, r.end
@@ -234,7 +289,12 @@ class PresidioDetector(Detector):
     def detect(self, text: str) -> list[DetectedSpan]:
         if not text.strip():
             return []
-        return apply_profile(text, self.presidio_spans(text) + self.regex.raw_spans(text), self.profile)
+        ours = self.regex.raw_spans(text)
+        covered = bytearray(len(text))
+        for span in ours:
+            if self.profile.keeps(span.entity_type) and span.score >= self.profile.threshold_for(span.entity_type):
+                covered[span.start : span.end] = b"\x01" * (span.end - span.start)
+        return apply_profile(text, self.presidio_spans(text, covered) + ours, self.profile)
 
     def __repr__(self) -> str:
         return f"PresidioDetector(profile={self.profile.name!r}, language={self.language!r})"
