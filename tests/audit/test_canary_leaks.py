@@ -155,7 +155,7 @@ def test_llamaindex_surface(engine, canaries, caplog):
             assert not leaks(response.metadata, canaries), mode
         assert not leaks(handler.totals(), canaries) and not leaks(handler.calls, canaries)
         nodes = DPNodePrivatizer(engine=engine, beta=TINY_BETA, max_new_tokens=8, seed=0)(
-            [TextNode(text=document(canaries), id_="n-1")])
+            [TextNode(text=document(canaries), id_="n-1", metadata={"ref_doc_id": "doc-5"})])
         assert not leaks(nodes[0].get_content(), canaries) and not leaks(nodes[0].metadata, canaries)
     finally:
         handler.detach()
