@@ -21,192 +21,24 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from langchain_core.caches import BaseCache
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, BaseLLM, LanguageModelInput
-from langchain_core.language_models.llms import get_llm_cache
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import (ChatGeneration, ChatGenerationChunk, ChatResult, Generation, GenerationChunk,
-                                    LLMResult)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, Generation, LLMResult
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from dpfusion_chains.core.params import GenerationSettings, make_settings
 from dpfusion_chains.core.result import GenerationResult
-from dpfusion_chains.llms.langchain_messages import (normalize_roles, private_block, public_messages,
-                                                     segments_to_blocks, to_engine_messages)
+from dpfusion_chains.llms.langchain_base import CONFIG, DPFusionParams, cached_metadata, iterate_in_thread, usage
+from dpfusion_chains.llms.langchain_llm import DPFusionLLM
+from dpfusion_chains.llms.langchain_messages import (private_block, public_messages, segments_to_blocks,
+                                                     to_engine_messages)
 
 __all__ = ["ChatDPFusion", "DPFusionLLM", "private_block"]
-
-SETTING_NAMES = frozenset(GenerationSettings.model_fields)
-CALL_EXTRAS = ("detector", "budget", "unit")
-
-_engines: dict[tuple[str | None, str | None], Any] = {}
-_engines_lock = threading.Lock()
-
-
-def _load_engine(model: str | None, device: str | None) -> Any:
-    """One engine per (model, device) per process: several adapters share the loaded weights."""
-    from dpfusion_chains.core.engine import DPFusionEngine
-
-    key = (model, device)
-    with _engines_lock:
-        if key not in _engines:
-            dev = device or "auto"
-            _engines[key] = (DPFusionEngine.from_default(device=dev) if model is None
-                             else DPFusionEngine.from_pretrained(model, device=dev))
-        return _engines[key]
-
-
-def _usage(result: GenerationResult) -> UsageMetadata:
-    return UsageMetadata(input_tokens=result.prompt_tokens, output_tokens=result.tokens,
-                         total_tokens=result.prompt_tokens + result.tokens)
-
-
-def _cached_metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    """A cache hit re-releases an earlier output: post-processing, so no new ε."""
-    if meta.get("cached"):
-        return meta
-    return {**meta, "cached": True, "cached_call_id": meta.get("call_id"), "call_id": None, "epsilon": 0.0,
-            "epsilon_classic": 0.0, "rdp": 0.0, "unit_rdp": {}, "units": [], "tokens": 0, "empirical_epsilon": None}
-
-
-# Unknown arguments are refused (a misspelt privacy setting must not be silently ignored); set on
-# each concrete class too, because LangChain's bases (listed after the mixin) say extra="ignore".
-_CONFIG = ConfigDict(populate_by_name=True, extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
-
-
-class _DPFusionParams(BaseModel):
-    """Fields and helpers shared by ChatDPFusion and DPFusionLLM."""
-
-    model_config = _CONFIG
-
-    engine: Any = Field(default=None, exclude=True, repr=False)
-    """A DPFusionEngine; when None, `model` (a Hugging Face id or path) or the embedded default is loaded on first use."""
-    model: str | None = None
-    device: str | None = None
-    # Privacy and decoding settings; None leaves the engine's default (see GenerationSettings).
-    epsilon: float | None = None
-    alpha: float | None = None
-    beta: float | None = None
-    delta: float | None = None
-    accounting: Literal["sound", "paper"] | None = None
-    max_new_tokens: int | None = Field(default=None, alias="max_tokens")
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    do_sample: bool | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
-    groups: Literal["unit", "single", "entity_type"] | None = None
-    placeholder: Literal["typed", "token"] | None = None
-    detector: Any = None
-    budget: Any = Field(default=None, exclude=True, repr=False)
-    """A PrivacyBudget: the engine reserves and settles every call's ε in it."""
-    private_roles: tuple[str, ...] = ("human", "tool")
-    """Messages of these roles are private as a whole (system messages are public by default)."""
-    unit: str = "user"
-    """Privacy unit charged for text private by role (override per call: ``invoke(..., unit=user_id)``)."""
-    cache: BaseCache | bool | None = Field(default=False, exclude=True)
-    """LangChain's LLM cache is off: a cache would store private prompts. A hit, if enabled, spends no ε."""
-    # LangChain's standard chat-model parameters, accepted so that code written for hosted models runs;
-    # a local model has no API key, network timeout or retries.
-    api_key: Any = Field(default=None, exclude=True, repr=False)
-    timeout: float | None = None
-    max_retries: int | None = None
-
-    _engine: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_length_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "max_tokens" in data and "max_new_tokens" in data:
-            raise ValueError("give max_tokens or max_new_tokens (the same setting), not both")
-        return data
-
-    @model_validator(mode="after")
-    def _check_settings(self) -> _DPFusionParams:
-        make_settings(**self._field_settings())  # fail at construction: greedy, epsilon+beta, bad ranges
-        self.private_roles = normalize_roles(self.private_roles)
-        if not isinstance(self.unit, str) or not self.unit:
-            raise ValueError("unit must be a non-empty privacy unit id")
-        return self
-
-    def get_engine(self) -> Any:
-        """The engine (loading the model now if it was not given)."""
-        if self.engine is not None:
-            return self.engine
-        if self._engine is None:
-            self._engine = _load_engine(self.model, self.device)
-        return self._engine
-
-    @property
-    def model_label(self) -> str:
-        if self.engine is not None:
-            return str(self.engine.model_name)
-        if self.model is not None:
-            return self.model
-        from dpfusion_chains.core.models import DEFAULT_MODEL_NAME
-        return DEFAULT_MODEL_NAME
-
-    def _field_settings(self) -> dict[str, Any]:
-        values = {k: getattr(self, k) for k in SETTING_NAMES}
-        return {k: v for k, v in values.items() if v is not None}
-
-    def _call_settings(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(generation settings, engine call extras) for one call: fields overridden by call kwargs;
-        a kwarg set to None clears the field (e.g. ``invoke(..., epsilon=None, beta=0.0)``)."""
-        kw = dict(kwargs)
-        kw.pop("stream", None)  # LangChain's streaming switch, not a generation setting
-        if "max_tokens" in kw:
-            if "max_new_tokens" in kw:
-                raise TypeError("give max_tokens or max_new_tokens, not both")
-            kw["max_new_tokens"] = kw.pop("max_tokens")
-        model = kw.pop("model", None)
-        if model is not None and model not in (self.model, self.model_label):
-            raise ValueError(f"this {type(self).__name__} serves one local model ({self.model_label}); create another "
-                             f"instance for {model!r}")
-        extras = {"detector": self.detector, "budget": self.budget, "unit": self.unit}
-        extras.update({k: kw.pop(k) for k in CALL_EXTRAS if k in kw})
-        unknown = sorted(set(kw) - SETTING_NAMES)
-        if unknown:
-            raise TypeError(f"unknown DP-Fusion call argument(s) {unknown}; known: "
-                            f"{sorted(SETTING_NAMES | set(CALL_EXTRAS) | {'max_tokens', 'model'})}")
-        settings = self._field_settings()
-        for k, v in kw.items():
-            if v is None:
-                settings.pop(k, None)
-            else:
-                settings[k] = v
-        if stop is not None:
-            settings["stop"] = stop
-        make_settings(**settings)  # clear errors before any model work
-        return settings, extras
-
-    def _params(self) -> dict[str, Any]:
-        return {"model_name": self.model_label, **self._field_settings(), "detector": str(self.detector),
-                "private_roles": list(self.private_roles), "unit": self.unit}
-
-    def _ls_overrides(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"ls_provider": "dpfusion"}
-        model = kwargs.get("model")
-        out["ls_model_name"] = model if isinstance(model, str) else self.model_label
-        max_new = kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))
-        if isinstance(max_new, int):
-            out["ls_max_tokens"] = max_new
-        temperature = kwargs.get("temperature", self.temperature)
-        if isinstance(temperature, (int, float)):
-            out["ls_temperature"] = float(temperature)
-        return out
-
-    def _cache_off(self) -> bool:
-        return self.cache is False or (self.cache is None and get_llm_cache() is None)
 
 
 @dataclass
@@ -243,7 +75,7 @@ class _BatchPlan:
 _PLAN: contextvars.ContextVar[_BatchPlan | None] = contextvars.ContextVar("dpfusion_batch_plan", default=None)
 
 
-class ChatDPFusion(_DPFusionParams, BaseChatModel):
+class ChatDPFusion(DPFusionParams, BaseChatModel):
     """A LangChain chat model that generates with DP-Fusion on a local model.
 
     Private text: `private_block`/`private(...)` content, text marked by `PrivateRetriever` or
@@ -251,7 +83,7 @@ class ChatDPFusion(_DPFusionParams, BaseChatModel):
     ``response_metadata["dpfusion"]`` and tokens in ``usage_metadata``.
     """
 
-    model_config = _CONFIG
+    model_config = CONFIG
 
     streaming: bool = False
     trace_public_only: bool = False
@@ -339,7 +171,7 @@ class ChatDPFusion(_DPFusionParams, BaseChatModel):
             unit = extras.pop("unit")
             engine_messages = to_engine_messages(messages, private_roles=self.private_roles, unit=unit)
             result = self.get_engine().generate(engine_messages, **extras, **settings)
-        message = AIMessage(content=result.text, response_metadata=self._metadata(result), usage_metadata=_usage(result))
+        message = AIMessage(content=result.text, response_metadata=self._metadata(result), usage_metadata=usage(result))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -354,8 +186,14 @@ class ChatDPFusion(_DPFusionParams, BaseChatModel):
                 continue
             # Only the last chunk carries ε and usage, so merging chunks counts them once.
             yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", response_metadata=self._metadata(chunk.result), usage_metadata=_usage(chunk.result),
+                content="", response_metadata=self._metadata(chunk.result), usage_metadata=usage(chunk.result),
                 chunk_position="last"))
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in iterate_in_thread(lambda: self._stream(messages, stop=stop, **kwargs)):
+            yield chunk
 
     def _metadata(self, result: GenerationResult) -> dict[str, Any]:
         return {"dpfusion": result.metadata(), "model_name": result.model or self.model_label,
@@ -366,99 +204,7 @@ class ChatDPFusion(_DPFusionParams, BaseChatModel):
         for gen in super()._convert_cached_generations(cache_val):
             meta = dict(gen.message.response_metadata)
             if isinstance(meta.get("dpfusion"), dict):
-                meta["dpfusion"] = _cached_metadata(meta["dpfusion"])
+                meta["dpfusion"] = cached_metadata(meta["dpfusion"])
             out.append(ChatGeneration(message=gen.message.model_copy(update={"response_metadata": meta}),
                                       generation_info=gen.generation_info))
         return out
-
-
-_FRESH: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("dpfusion_fresh_calls", default=None)
-
-
-class DPFusionLLM(_DPFusionParams, BaseLLM):
-    """A LangChain text-completion LLM over DP-Fusion: each prompt is sent as one user message
-    (after an optional `system_prompt`), with ε in ``generation_info["dpfusion"]``. Prompts in a
-    batch share one decode loop. Text marked private inside a prompt is recognised; the whole
-    prompt is private when "human" is in `private_roles` (the default)."""
-
-    model_config = _CONFIG
-
-    system_prompt: str | None = None
-
-    @property
-    def _llm_type(self) -> str:
-        return "dpfusion"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {**self._params(), "system_prompt_chars": len(self.system_prompt or "")}
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params.update(self._ls_overrides(kwargs))  # type: ignore[typeddict-item]
-        return params
-
-    def _messages(self, prompt: str, unit: str) -> list[dict[str, Any]]:
-        from langchain_core.messages import HumanMessage, SystemMessage
-
-        lc = ([SystemMessage(self.system_prompt)] if self.system_prompt else []) + [HumanMessage(prompt)]
-        return to_engine_messages(lc, private_roles=self.private_roles, unit=unit)
-
-    def _generate(self, prompts: list[str], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        settings, extras = self._call_settings(stop, kwargs)
-        unit = extras.pop("unit")
-        items = [self._messages(p, unit) for p in prompts]
-        engine = self.get_engine()
-        results = (engine.generate_batch(items, **extras, **settings) if len(items) > 1
-                   else [engine.generate(items[0], **extras, **settings)])
-        fresh = _FRESH.get()
-        if fresh is not None:
-            fresh.update(r.call_id for r in results if r.call_id)
-        return LLMResult(generations=[[Generation(text=r.text, generation_info=self._info(r))] for r in results],
-                         llm_output={"model_name": self.model_label})
-
-    def _stream(self, prompt: str, stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
-        settings, extras = self._call_settings(stop, kwargs)
-        unit = extras.pop("unit")
-        for chunk in self.get_engine().stream(self._messages(prompt, unit), **extras, **settings):
-            if chunk.result is None:
-                if chunk.text:
-                    piece = GenerationChunk(text=chunk.text)
-                    if run_manager:
-                        run_manager.on_llm_new_token(chunk.text, chunk=piece)
-                    yield piece
-                continue
-            yield GenerationChunk(text="", generation_info=self._info(chunk.result))
-
-    def _info(self, result: GenerationResult) -> dict[str, Any]:
-        return {"dpfusion": result.metadata(), "finish_reason": result.finish_reason,
-                "usage": dict(_usage(result))}
-
-    def generate(self, prompts: list[str], *args: Any, **kwargs: Any) -> LLMResult:
-        token = _FRESH.set(set())
-        try:
-            return self._mark_cache_hits(super().generate(prompts, *args, **kwargs), _FRESH.get() or set())
-        finally:
-            _FRESH.reset(token)
-
-    async def agenerate(self, prompts: list[str], *args: Any, **kwargs: Any) -> LLMResult:
-        token = _FRESH.set(set())
-        try:
-            return self._mark_cache_hits(await super().agenerate(prompts, *args, **kwargs), _FRESH.get() or set())
-        finally:
-            _FRESH.reset(token)
-
-    @staticmethod
-    def _mark_cache_hits(result: LLMResult, fresh: set[str]) -> LLMResult:
-        """Generations not produced by this call came from LangChain's cache: report them as cached
-        (on copies: the cache's own objects stay as they were stored)."""
-        def mark(g: Generation) -> Generation:
-            meta = (g.generation_info or {}).get("dpfusion")
-            if not isinstance(meta, dict) or meta.get("call_id") in fresh:
-                return g
-            return g.model_copy(update={"generation_info": {**(g.generation_info or {}), "dpfusion": _cached_metadata(meta)}})
-
-        result.generations = [[mark(g) for g in gens] for gens in result.generations]
-        return result

@@ -44,9 +44,9 @@ class DPDocumentPrivatizer(BaseDocumentTransformer):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from dpfusion_chains.llms.langchain import _load_engine
+            from dpfusion_chains.llms.langchain_base import load_engine
 
-            self._engine = _load_engine(self.model, None)
+            self._engine = load_engine(self.model, None)
         return self._engine
 
     def _unit(self, doc: Document) -> str:

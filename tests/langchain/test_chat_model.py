@@ -163,3 +163,15 @@ def test_cache_is_off_by_default_and_a_hit_spends_nothing(engine: Any) -> None:
     assert meta["cached"] is True and meta["epsilon"] == 0.0 and meta["unit_rdp"] == {}
     assert meta["cached_call_id"] == first.response_metadata["dpfusion"]["call_id"]
     assert not first.response_metadata["dpfusion"].get("cached")
+
+
+def test_abandoned_async_stream_releases_the_engine(engine: Any) -> None:
+    llm = ChatDPFusion(engine=engine, max_new_tokens=6, seed=0)
+
+    async def first_chunk() -> str:
+        async for chunk in llm.astream(QUESTION):
+            return str(chunk.content)
+        return ""
+
+    assert asyncio.run(first_chunk())
+    assert llm.invoke(QUESTION, max_new_tokens=2).response_metadata["dpfusion"]["tokens"] == 2

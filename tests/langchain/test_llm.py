@@ -56,3 +56,14 @@ def test_cache_hit_is_reported_and_spends_nothing(engine: Any) -> None:
     assert not first.generation_info["dpfusion"].get("cached")
     third = llm.generate(["same prompt"]).generations[0][0]  # the cache's own copy stays unmarked
     assert third.generation_info["dpfusion"]["cached_call_id"] == first.generation_info["dpfusion"]["call_id"]
+
+
+def test_async_stream_matches_invoke(engine: Any) -> None:
+    llm = DPFusionLLM(engine=engine, max_new_tokens=4, seed=0)
+    handler = PrivacyBudgetCallbackHandler()
+
+    async def run() -> str:
+        return "".join([c async for c in llm.astream("hello", config={"callbacks": [handler]})])
+
+    assert asyncio.run(run()) == llm.invoke("hello")
+    assert handler.calls == 1 and handler.records[0].tokens == 4

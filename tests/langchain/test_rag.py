@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -95,3 +96,21 @@ def test_beta_zero_answer_does_not_depend_on_the_private_text(sensitive_engine: 
         assert answer(0.0, CANARIES[0], seed) == answer(0.0, other, seed)
     # Control: with a loose bound the same comparison does see the private text.
     assert any(answer(5.0, CANARIES[0], s) != answer(5.0, other, s) for s in range(3))
+
+
+def test_public_trace_when_streaming_and_async(engine: Any) -> None:
+    guard = LeakGuardCallbackHandler(CANARIES, mode="record")
+    handler = PrivacyBudgetCallbackHandler()
+    llm = ChatDPFusion(engine=engine, max_new_tokens=3, seed=0, trace_public_only=True, callbacks=[guard])
+    chain = rag_chain(llm, records())
+    streamed = "".join(c.content for c in llm.stream(PROMPT.invoke({"context": records()[0].page_content,
+                                                                     "question": "who?"})))
+    assert streamed  # the model got the private text back from the public copies
+
+    async def run() -> Any:
+        return await chain.ainvoke("rec-2: what?", config={"callbacks": [handler]})
+
+    msg = asyncio.run(run())
+    assert msg.response_metadata["dpfusion"]["units"] == ["rec-2", "user"]
+    assert handler.calls == 1
+    guard.assert_clean()
