@@ -7,7 +7,9 @@ composed and so that the LLM knows which privacy units the query's retrieved nod
 - a `BaseQueryEngine.query/aquery` or `BaseSynthesizer.synthesize/asynthesize` span opens one
   (a span handler on LlamaIndex's root dispatcher, installed once by `instrument()`);
 - `PrivateNodePostprocessor` opens a *pending* scope when it runs outside any (chat engines call
-  it outside a span), which the next synthesize span claims and closes;
+  it outside a span), which the next synthesize span claims and closes (a query engine's query
+  opens its own: it retrieves its own nodes). A retrieval that is never synthesized leaves its
+  pending scope open in that context; wrap such code in `query_scope()`;
 - `with query_scope():` opens one explicitly (manual pipelines).
 
 On close the scope publishes its composed ε on the result's `metadata["dpfusion"]` (a live dict:
@@ -242,16 +244,17 @@ class _ScopeSpanHandler(BaseSpanHandler[SimpleSpan]):
 
     def span_enter(self, id_: str, bound_args: Any, instance: Any = None, parent_id: str | None = None,
                    tags: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not _opens_scope(id_, instance):
+        kind = _scope_kind(id_, instance)
+        if kind is None:
             return
         scope = _open_scope()
-        if scope is None:
+        if scope is not None and scope.owner is not None:
+            return                     # nested in a scope someone else closes
+        if scope is not None and kind == "BaseSynthesizer":
+            scope.owner = id_          # claim the postprocessor's pending scope (chat engines)
+        else:  # a query retrieves its own nodes: a pending scope left by an earlier retrieval is not its own
             scope = QueryScope(owner=id_)
             scope._token = _SCOPE.set(scope)
-        elif scope.owner is None:
-            scope.owner = id_          # claim the postprocessor's pending scope
-        else:
-            return                     # nested in a scope someone else closes
         with self._owned_lock:
             self._owned[id_] = scope
 
@@ -314,12 +317,13 @@ async def _ascoped(gen: AsyncIterator[Any], scope: QueryScope) -> AsyncIterator[
         yield item
 
 
-def _opens_scope(id_: str, instance: Any) -> bool:
+def _scope_kind(id_: str, instance: Any) -> str | None:
+    """"BaseQueryEngine" or "BaseSynthesizer" for spans that open a scope, else None."""
     if instance is None:
-        return False
+        return None
     method = id_.split("-", 1)[0].rsplit(".", 1)[-1]
     bases = {c.__name__ for c in type(instance).__mro__}
-    return any(base in bases and method in methods for base, methods in _SCOPE_METHODS.items())
+    return next((base for base, methods in _SCOPE_METHODS.items() if base in bases and method in methods), None)
 
 
 _INSTALL_LOCK = threading.Lock()

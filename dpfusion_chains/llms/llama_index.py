@@ -55,6 +55,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.prompts import BasePromptTemplate
+import torch
 
 from dpfusion_chains.callbacks.llama_index import (DPFusionCallEvent, QueryScope, current_scope, dispatcher,
                                                    instrument)
@@ -312,7 +313,7 @@ class DPFusionLlamaLLM(CustomLLM):
         scope = current_scope()
         with _fail_closed():
             msgs, info = self._engine_messages(messages)
-            chunks = self.engine.stream(msgs, **self._call_args(kwargs))
+            chunks = _steps(self.engine.stream(msgs, **self._call_args(kwargs)))
             first = next(chunks)  # prepare now (length check, budget reservation) inside the caller's span
 
         def gen() -> Iterator[ChatResponse]:
@@ -356,6 +357,21 @@ def _check_rendered(template: Any, args: Mapping[str, Any], rendered: str, names
             raise MarkerError(f"the prompt template changed the private text of {name!r} (a function mapping or "
                               "custom formatting rewrote, escaped or cut it); pass private variables through "
                               "unchanged")
+
+
+def _steps(chunks: Iterator[Any]) -> Iterator[Any]:
+    """The engine's stream, each step under inference mode. Streams are resumed on other threads
+    (async entry points, chat engines' writer threads) and torch's grad mode is per thread."""
+    try:
+        while True:
+            with torch.inference_mode():
+                chunk = next(chunks, _END)
+            if chunk is _END:
+                return
+            yield chunk
+    finally:  # an abandoned stream: let the engine settle its reservation now, not at garbage collection
+        with torch.inference_mode():
+            chunks.close()
 
 
 def _clean(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 
 import pytest
@@ -87,3 +88,18 @@ def test_postprocessor_outside_a_query_opens_a_scope_the_synthesizer_closes(kit,
 def test_handler_does_not_promise_what_the_dispatcher_cannot_do():
     with pytest.raises(ValueError, match="swallows"):
         PrivacyBudgetEventHandler(on_limit="raise")
+
+
+def test_a_query_does_not_adopt_a_pending_scope_left_by_another_retrieval(kit, make_llm):
+    def body():  # in a copy of the context, so that the pending scope does not outlive the test
+        node = NodeWithScore(node=TextNode(text="Left over from a retrieval.", id_="s0"), score=1.0)
+        PrivateNodePostprocessor(default_unit="stale").postprocess_nodes([node])
+        stale = current_scope()
+        index = kit.make_index({"rec-0": kit.record_text(0, CANARY, repeat=2)})
+        engine = index.as_query_engine(llm=make_llm(), node_postprocessors=[PrivateNodePostprocessor()])
+        report = engine.query("When was the patient admitted?").metadata["dpfusion"]
+        assert report["query_id"] != stale.id and report["private_units"] == ["rec-0"]
+        assert report["units"] == ["rec-0"] and report["calls"] == 1
+        assert current_scope() is stale and stale.summary["calls"] == 0 and stale.owner is None
+
+    contextvars.copy_context().run(body)

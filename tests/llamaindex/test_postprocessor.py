@@ -35,13 +35,15 @@ def test_only_the_llm_view_is_marked():
     (seg,) = _segments(node)
     assert seg.unit == "rec-0" and "ward: w0" in seg.text and TEXT in seg.text  # metadata inside the marker
     assert scope.units == {"rec-0", "rec-1"}
-    (bare,) = _segments(PrivateNodePostprocessor(llm_metadata=False).postprocess_nodes(_nodes(1))[0].node)
+    with query_scope():
+        (bare,) = _segments(PrivateNodePostprocessor(llm_metadata=False).postprocess_nodes(_nodes(1))[0].node)
     assert bare.text == f"{TEXT} Record 0."
 
 
 def test_unit_and_group_from_metadata():
-    out = PrivateNodePostprocessor(unit_key="patient", group_key="ward", detector="whole").postprocess_nodes(
-        _nodes(patient="p-9"))
+    with query_scope():
+        out = PrivateNodePostprocessor(unit_key="patient", group_key="ward", detector="whole").postprocess_nodes(
+            _nodes(patient="p-9"))
     segs = [_segments(n.node)[0] for n in out]
     assert [(s.unit, s.group) for s in segs] == [("p-9", "w0"), ("p-9", "w1")]
     assert segs[0].detector == "whole"
