@@ -58,7 +58,8 @@ def test_chat_and_streams_agree(make_llm):
     assert pieces[-1].message.content == "".join(p.delta for p in pieces) == chat.message.content  # same seed
     assert _meta(pieces[-1])["epsilon"] == pytest.approx(_meta(chat)["epsilon"])
     completions = list(llm.stream_complete(_prompt()))
-    assert completions[-1].text == "".join(c.delta for c in completions) and _meta(completions[-1])["units"] == ["rec-7"]
+    assert completions[-1].text == "".join(c.delta for c in completions)
+    assert _meta(completions[-1])["units"] == ["rec-7"]
 
 
 def test_async_entry_points(make_llm):
