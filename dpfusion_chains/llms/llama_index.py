@@ -20,8 +20,11 @@ MarkerError), whitespace between them is layout, and every other character is pr
 union of the query's units, each unit charged for it. So a split marker never yields private
 text without the mechanism, whichever way the synthesizer cut it; outside a query scope a split
 marker raises MarkerError. `existing_answer` (refine) and `query_str` are not private variables:
-an earlier answer is DP output, and post-processing it costs nothing. Then `chat` parses the
-formatted messages strictly (any marker a template truncated or altered → MarkerError) and calls
+an earlier answer is DP output, and post-processing it costs nothing. After formatting, every
+marker of a private variable the template uses must reach the prompt intact: a function mapping
+that rewrote, escaped or stripped the private text raises (stripped markers would otherwise look
+public). (simple_summarize passes its context as a list, whose repr would escape the markers:
+it is joined first.) Then `chat` parses the formatted messages strictly and calls
 the engine, which reserves/settles the budget; the composed ε of every call in the scope lands
 on `Response.metadata["dpfusion"]` and in `DPFusionCallEvent`/`DPFusionQueryEvent`.
 
