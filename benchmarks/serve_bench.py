@@ -2,7 +2,9 @@
 
 The embedded SmolLM2 model, whole-segment detection, one PostgreSQL ledger (a throwaway local
 server) shared by the replicas, and a fixed number of concurrent requests from an async client on
-127.0.0.1. Each replica gets cores/replicas torch threads, so both runs use the same CPU.
+127.0.0.1. Each replica runs --threads torch threads (default 1: on this 2-core machine two
+threads per process were 4.5x slower than one whenever anything else ran), so N replicas use N
+times the cores of one: the figure is how throughput scales out with replicas.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) per replica")
     parser.add_argument("--model", default="default")
     parser.add_argument("--ledger", default=None, help="postgresql://… (default: a throwaway local server)")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -84,14 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         pg = TemporaryPostgres(fsync=False)
         ledger = pg.start()
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
     keys = KeyStore.from_pairs([("bench", KEY)])
     counts = [int(c) for c in args.replicas.split(",")]
     rows = []
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=max(cores, args.threads * max(counts)), include_dashboard=False, log_to_driver=False)
     try:
         for n, replicas in enumerate(counts):
             config = ServeConfig(model=args.model, detector="whole", ledger=ledger, replicas=replicas,
-                                 replica_cpus=cores / replicas, torch_threads=max(1, cores // replicas),
+                                 replica_cpus=args.threads, torch_threads=args.threads,
                                  budget_epsilon=1e6, max_batch_size=args.max_batch_size, batch_wait_s=0.02,
                                  port=_free_port(), defaults={"max_new_tokens": args.max_tokens})
             started = time.perf_counter()
@@ -107,10 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if pg is not None:
             pg.stop()
     print(f"\nDP-Fusion endpoint ({args.model}), {args.requests} requests, {args.concurrency} concurrent, "
-          f"{args.max_tokens} tokens each, max batch {args.max_batch_size}, {cores} CPU cores, PostgreSQL ledger")
+          f"{args.max_tokens} tokens each, max batch {args.max_batch_size}, {cores} CPU cores, PostgreSQL ledger; "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other processes skew the figures)")
     print(f"{'replicas':>8} {'threads':>7} {'ready s':>8} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7}")
     for replicas, ready, s in rows:
-        print(f"{replicas:>8} {max(1, cores // replicas):>7} {ready:>8.1f} {s['rps']:>7.2f} {s['tok_s']:>7.1f} "
+        print(f"{replicas:>8} {args.threads:>7} {ready:>8.1f} {s['rps']:>7.2f} {s['tok_s']:>7.1f} "
               f"{s['p50']:>7.2f} {s['p95']:>7.2f}")
     if len(rows) > 1:
         print(f"throughput {rows[-1][0]} vs {rows[0][0]} replica(s): x{rows[-1][2]['rps'] / rows[0][2]['rps']:.2f}")
