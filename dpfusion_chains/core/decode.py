@@ -1,22 +1,27 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
-Rows of one request are contiguous: its public view first, then one row per group. Each
-step takes the last position's logits only, runs the λ search for every group row of every
-request at once, mixes, samples one token per request and appends that token to all of the
-request's rows. The only host synchronisation per step is reading the sampled tokens for the
-stop check. Finished requests leave the batch.
+Rows of one request are contiguous: its public view first, then one row per group. Each request
+is prefilled alone (its views' shared prefix computed once, then the cache expanded) and merged
+into the running batch, so a request can join at any step boundary. Each step takes the last
+position's logits only, runs the λ search for every group row of every request at once, mixes
+in probability space with one weighted row sum per request, samples one token per request with
+the request's own generator and appends it to all of the request's rows. The only host
+synchronisation per step is reading the sampled tokens for the stop check. Finished requests
+leave the batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from dpfusion_chains.core.errors import PrivacyAuditError
-from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, sample_token, search_lambda,
-                                         symmetric_renyi)
+from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
+from dpfusion_chains.core.kvcache import new_cache
+from dpfusion_chains.core.steps import StepPlan, audit_step
 
 
 @dataclass
@@ -42,21 +47,42 @@ class DecodeRequest:
     finish_reason: str = "length"
     step_lambdas: list[torch.Tensor] = field(default_factory=list)
     step_divergences: list[torch.Tensor] = field(default_factory=list)
+    emitted: int = 0                  # characters of `text` already handed out
 
     @property
     def n_groups(self) -> int:
         return len(self.rows) - 1
 
+    @property
+    def mixing(self) -> bool:
+        return len(self.rows) > 1
 
-@dataclass
-class _Batch:
-    """Device-side state of the rows still decoding."""
+    def accept(self, token: int, tokenizer: Any) -> tuple[str, bool]:
+        """Record a sampled token; returns (text that became final, whether the request is done)."""
+        self.generated.append(token)
+        done = self._check_stop(tokenizer)
+        # Hold back an incomplete UTF-8 character and a possible stop-string prefix.
+        hold = max((len(s) for s in self.stop), default=1) - 1
+        safe = len(self.text) if done else max(self.emitted, len(self.text.rstrip("\ufffd")) - hold)
+        delta = self.text[self.emitted:safe] if safe > self.emitted else ""
+        self.emitted = max(self.emitted, safe)
+        return delta, done
 
-    active: list[int]                 # request indices, in row order
-    row_counts: list[int]
-    mask: torch.Tensor                # [B, past+cur] attention mask
-    last_pos: torch.Tensor            # [B, 1] position of each row's last token
-    cache: object
+    def _check_stop(self, tokenizer: Any) -> bool:
+        if self.generated[-1] in self.eos_ids:
+            self.finish_reason = "stop"
+            self.text = tokenizer.decode(self.generated[:-1], skip_special_tokens=True)
+            return True
+        self.text = tokenizer.decode(self.generated, skip_special_tokens=True)
+        for s in self.stop:
+            at = self.text.find(s)
+            if at >= 0:
+                self.text, self.finish_reason = self.text[:at], "stop"
+                return True
+        if len(self.generated) >= self.max_new_tokens:
+            self.finish_reason = "length"
+            return True
+        return False
 
 
 def common_prefix_length(rows: list[list[int]]) -> int:
@@ -71,165 +97,221 @@ def common_prefix_length(rows: list[list[int]]) -> int:
 def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, r in enumerate(rows):
         ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        mask[i, width - len(r):] = True
     return ids.to(device), mask.to(device)
 
 
-def _forward(model, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: object | None):
+def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
+             cache: Any) -> tuple[torch.Tensor, Any]:
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
     return out.logits[:, -1, :], out.past_key_values
 
 
-def prefill(model, requests: list[DecodeRequest], pad_id: int, device: torch.device) -> tuple[torch.Tensor, _Batch]:
-    """First forward. A single request computes its shared prefix once and expands the cache;
-    several requests are left-padded together. Padding sits between the shared prefix and each
-    row's own tokens and is masked; positions count real tokens only."""
-    rows = [r for req in requests for r in req.rows]
-    shared = common_prefix_length(rows) if len(requests) == 1 and len(rows) > 1 else 0
-    cache = None
-    prefix_mask = torch.ones((len(rows), shared), dtype=torch.long, device=device)
-    if shared:
-        prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=device)
-        _, cache = _forward(model, prefix, torch.ones_like(prefix), torch.arange(shared, device=device)[None], None)
-        cache.batch_repeat_interleave(len(rows))
-    ids, suffix_mask = _left_pad([r[shared:] for r in rows], pad_id, device)
-    pos = (shared + suffix_mask.cumsum(dim=1) - 1).clamp_min(0)
-    mask = torch.cat([prefix_mask, suffix_mask], dim=1)
-    logits, cache = _forward(model, ids, mask, pos, cache)
-    batch = _Batch(list(range(len(requests))), [len(r.rows) for r in requests], mask, pos[:, -1:], cache)
-    return logits, batch
+class DecodeBatch:
+    """Device-side state of the rows still decoding: KV cache, attention mask, positions, the
+    logits waiting to be sampled, and the index plan of the fused step."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        if pad_id is None:
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id
+        self.requests: list[DecodeRequest] = []
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None        # [B, past] bool, True = attend
+        self.lead: list[int] = []                     # per row: leading masked columns (host copy)
+        self.padded = False                           # any masked column at all (host copy)
+        self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
+        self.logits: torch.Tensor | None = None       # [B, V] next-token logits, not yet sampled
+        self.plan: StepPlan | None = None
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(r.rows) for r in self.requests)
+
+    # -- joining ----------------------------------------------------------------------------
+    def _prefill_one(self, req: DecodeRequest) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+        """Prefill one request's rows: (cache, mask, leading padding per row, last positions, logits)."""
+        rows, dev = req.rows, self.device
+        reserve = req.max_new_tokens + 1
+        shared = common_prefix_length(rows) if len(rows) > 1 else 0
+        cache = new_cache(self.model, reserve)
+        prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=dev)
+        if shared:
+            prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=dev)
+            _, cache = _forward(self.model, prefix, None, torch.arange(shared, device=dev)[None], cache)
+            cache.batch_repeat_interleave(len(rows))
+        ids, suffix_mask = _left_pad([r[shared:] for r in rows], self.pad_id, dev)
+        pos = (shared + suffix_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+        mask = torch.cat([prefix_mask, suffix_mask], dim=1)
+        width = ids.shape[1]
+        lead = [0 if shared else width - len(r) for r in rows]
+        logits, cache = _forward(self.model, ids, mask.long(), pos, cache)
+        return cache, mask, lead, pos[:, -1:], logits
+
+    def add(self, requests: list[DecodeRequest]) -> None:
+        """Prefill `requests` and merge them into the batch; their logits wait for the next step."""
+        for req in requests:
+            cache, mask, lead, last_pos, logits = self._prefill_one(req)
+            if not self.requests:
+                self.cache, self.mask, self.lead, self.last_pos, self.logits = cache, mask, lead, last_pos, logits
+            else:
+                self._merge(cache, mask, lead, last_pos, logits)
+            self.requests.append(req)
+            # padding exists when views differ in length or the merge padded one side (host-side facts)
+            self.padded = self.padded or any(self.lead) or len({len(r) for r in req.rows}) > 1
+        self.plan = None
+
+    def can_merge(self) -> bool:
+        """Whether requests may join a running batch (needs the mergeable cache)."""
+        return not self.requests or hasattr(self.cache, "merge")
+
+    def _merge(self, cache: Any, mask: torch.Tensor, lead: list[int], last_pos: torch.Tensor,
+               logits: torch.Tensor) -> None:
+        if not (hasattr(self.cache, "merge") and hasattr(cache, "merge")):
+            raise RuntimeError("this model's cache cannot take new requests mid-loop")
+        width = max(self.mask.shape[1], mask.shape[1])
+        pad_old, pad_new = width - self.mask.shape[1], width - mask.shape[1]
+        self.cache.merge(cache)
+        self.mask = torch.cat([torch.nn.functional.pad(self.mask, (pad_old, 0)),
+                               torch.nn.functional.pad(mask, (pad_new, 0))])
+        self.lead = [x + pad_old for x in self.lead] + [x + pad_new for x in lead]
+        self.last_pos = torch.cat([self.last_pos, last_pos])
+        self.logits = torch.cat([self.logits, logits])
+
+    # -- leaving ----------------------------------------------------------------------------
+    def remove(self, gone: set[int]) -> None:
+        """Drop the requests at positions `gone` (indices into self.requests)."""
+        if not gone:
+            return
+        keep_rows: list[int] = []
+        row = 0
+        for i, req in enumerate(self.requests):
+            if i not in gone:
+                keep_rows.extend(range(row, row + len(req.rows)))
+            row += len(req.rows)
+        self.requests = [r for i, r in enumerate(self.requests) if i not in gone]
+        self.plan = None
+        if not self.requests:
+            self.cache = self.mask = self.last_pos = self.logits = None
+            self.lead, self.padded = [], False
+            return
+        index = torch.tensor(keep_rows, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.last_pos = self.mask[index], self.last_pos[index]
+        if self.logits is not None:
+            self.logits = self.logits[index]
+        self.lead = [self.lead[i] for i in keep_rows]
+        cut = min(self.lead)
+        if cut and hasattr(self.cache, "drop_front"):  # columns every remaining row masks
+            self.cache.drop_front(cut)
+            self.mask = self.mask[:, cut:]
+            self.lead = [x - cut for x in self.lead]
+
+    # -- one token --------------------------------------------------------------------------
+    def step(self) -> list[tuple[int, str, bool, Exception | None]]:
+        """Sample one token for every request, then run the forward for the next one.
+        Returns (request position, new final text, done, error) per request; finished and failed
+        requests are removed before the forward."""
+        if self.plan is None:
+            self.plan = StepPlan.build(self.requests, self.device)
+        tokens, failed = fused_step(self.logits, self.requests, self.plan)
+        token_list = tokens.tolist()  # the one host sync per step: needed for the stop check
+        events: list[tuple[int, str, bool, Exception | None]] = []
+        gone: set[int] = set()
+        for i, (req, token) in enumerate(zip(self.requests, token_list)):
+            if i in failed:
+                events.append((i, "", True, failed[i]))
+                gone.add(i)
+                continue
+            delta, done = req.accept(token, self.tokenizer)
+            events.append((i, delta, done, None))
+            if done:
+                gone.add(i)
+        self.logits = None
+        if gone:
+            if len(gone) == len(self.requests):
+                self.remove(gone)
+                return events
+            keep = torch.tensor([i for i in range(len(self.requests)) if i not in gone], device=tokens.device)
+            tokens = tokens[keep]
+            self.remove(gone)
+            self.plan = StepPlan.build(self.requests, self.device)
+        self._advance(tokens)
+        return events
+
+    def _advance(self, tokens: torch.Tensor) -> None:
+        ids = tokens[self.plan.row_request][:, None]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        self.last_pos = self.last_pos + 1
+        # A 4-D boolean mask goes to SDPA as is (no per-step mask building, no host check of
+        # whether it is all ones); without padding no mask is needed at all.
+        mask = self.mask[:, None, None, :] if self.padded else None
+        self.logits, self.cache = _forward(self.model, ids, mask, self.last_pos, self.cache)
 
 
-def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], batch: _Batch) -> torch.Tensor:
-    """Sample one token per active request from its DP-Fusion mixture; returns [n_active] token ids."""
-    device = logits.device
-    reqs = [requests[i] for i in batch.active]
-    temps = torch.tensor([r.temperature for r, n in zip(reqs, batch.row_counts) for _ in range(n)], device=device)
-    logp = torch.log_softmax(logits.float() / temps[:, None], dim=-1)
-    starts = [0]
-    for n in batch.row_counts:
-        starts.append(starts[-1] + n)
+def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
+               plan: StepPlan) -> tuple[torch.Tensor, dict[int, Exception]]:
+    """Sample one token per request from its DP-Fusion mixture: ([R] token ids, failures by position).
+    A request whose chosen mixture fails the audit gets no token (fail closed)."""
+    scaled = logits.float() if plan.temperatures is None else logits.float() / plan.temperatures
+    logp = torch.log_softmax(scaled, dim=-1)
     # Candidate sets (top-k/top-p) come from the public row alone and apply to all the request's rows.
-    for r, s, e in zip(reqs, starts, starts[1:]):
-        if r.top_k is not None or r.top_p is not None:
-            keep = public_candidate_mask(logp[s], r.top_k, r.top_p)
-            logp[s:e] = torch.log_softmax(logp[s:e].masked_fill(~keep, float("-inf")), dim=-1)
-    mixing = [(r, s, e) for r, s, e in zip(reqs, starts, starts[1:]) if e - s > 1]
-    log_mix = None
-    if mixing:
-        group_rows = torch.tensor([i for _, s, e in mixing for i in range(s + 1, e)], device=device)
-        public_rows = torch.tensor([s for _, s, e in mixing for _ in range(s + 1, e)], device=device)
-        bounds = torch.tensor([r.bound for r, s, e in mixing for _ in range(s + 1, e)], device=device)
-        orders = torch.tensor([r.order for r, s, e in mixing for _ in range(s + 1, e)], device=device)
-        lam, div = search_lambda(logp[group_rows], logp[public_rows], bounds, orders)
-        log_mix = mixture_logprobs(lam, logp[group_rows], logp[public_rows])
-        if any(r.audit for r, _, _ in mixing):
-            _audit(lam, logp[group_rows], logp[public_rows], bounds, orders, mixing)
-    tokens = []
-    offset = 0
-    for r, s, e in zip(reqs, starts, starts[1:]):
-        if e - s > 1:
-            g = e - s - 1
-            r.step_lambdas.append(lam[offset:offset + g])
-            r.step_divergences.append(div[offset:offset + g])
-            log_out = fuse(log_mix[offset:offset + g])
-            offset += g
-        else:
-            log_out = logp[s]
-        tokens.append(sample_token(log_out, r.generator))
-    return torch.cat(tokens)
+    for s, e, top_k, top_p in plan.candidates:
+        keep = public_candidate_mask(logp[s], top_k, top_p)
+        logp[s:e] = torch.log_softmax(logp[s:e].masked_fill(~keep, float("-inf")), dim=-1)
+    probs = logp.exp()
+    weights = plan.public_weights
+    failed: dict[int, Exception] = {}
+    if plan.n_group_rows:
+        lp_groups = logp.index_select(0, plan.group_rows)
+        lp_public = logp.index_select(0, plan.group_public_rows)
+        lam, div = search_lambda(lp_groups, lp_public, plan.bounds, plan.orders)
+        if plan.audited:
+            failed = audit_step(lam, lp_groups, lp_public, plan, requests)
+        for i, s, e in plan.group_slices:
+            requests[i].step_lambdas.append(lam[s:e])
+            requests[i].step_divergences.append(div[s:e])
+        # p_out = Σ_g (λ_g p_g + (1−λ_g) p_pub)/G: group rows weigh λ_g/G, the public row 1 − Σλ_g/G.
+        share = lam * plan.inverse_groups
+        weights = weights.index_copy(0, plan.group_rows, share).index_add_(0, plan.group_public_rows, -share)
+    # Rows are added in the same order whatever else is in the batch, so a request's
+    # distribution does not depend on its batch companions.
+    mixed = torch.zeros((len(requests), probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+    mixed.index_add_(0, plan.row_request, probs * weights[:, None])
+    tokens = [torch.multinomial(mixed[i], 1, generator=r.generator) for i, r in enumerate(requests)]
+    return torch.cat(tokens), failed
 
 
-def _audit(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.Tensor, bounds: torch.Tensor,
-           orders: torch.Tensor, mixing: list[tuple[DecodeRequest, int, int]]) -> None:
-    """White-box audit: recompute D↔_order(m_λ, p_pub) of the chosen mixtures in float64 and fail
-    before the token is sampled if any exceeds its bound. Costs a host sync per step (audit only)."""
-    m64 = mixture_logprobs(lam.double(), logp_groups.double(), logp_public.double())
-    margins = (bounds.double() - symmetric_renyi(m64, logp_public.double(), orders.double())).tolist()
-    offset = 0
-    for r, s, e in mixing:
-        own = margins[offset:offset + e - s - 1]
-        offset += e - s - 1
-        if not r.audit:
-            continue
-        worst = min(own)
-        r.audit_margin = worst if r.audit_margin is None else min(r.audit_margin, worst)
-        if worst < 0:
-            raise PrivacyAuditError(f"audit: a chosen mixture exceeds the per-step bound by {-worst:.3g} "
-                                    f"at step {len(r.generated) + 1}; no token was sampled")
+def prefill(model: Any, requests: list[DecodeRequest], pad_id: int, device: torch.device) -> tuple[torch.Tensor, DecodeBatch]:
+    """First forward of `requests` (each prefilled alone, then merged): ([B, V] logits, batch)."""
+    batch = DecodeBatch(model, None, device, pad_id)
+    batch.add(requests)
+    return batch.logits, batch
 
 
-def _advance(model, batch: _Batch, tokens: torch.Tensor) -> torch.Tensor:
-    counts = torch.tensor(batch.row_counts, device=tokens.device)
-    ids = torch.repeat_interleave(tokens, counts)[:, None]
-    batch.mask = torch.cat([batch.mask, torch.ones_like(batch.last_pos)], dim=1)
-    batch.last_pos = batch.last_pos + 1
-    logits, batch.cache = _forward(model, ids, batch.mask, batch.last_pos, batch.cache)
-    return logits
-
-
-def _drop_finished(batch: _Batch, finished: set[int]) -> None:
-    keep_rows: list[int] = []
-    row = 0
-    for req, n in zip(batch.active, batch.row_counts):
-        if req not in finished:
-            keep_rows.extend(range(row, row + n))
-        row += n
-    index = torch.tensor(keep_rows, device=batch.mask.device)
-    batch.cache.batch_select_indices(index)
-    batch.mask, batch.last_pos = batch.mask[index], batch.last_pos[index]
-    kept = [(r, n) for r, n in zip(batch.active, batch.row_counts) if r not in finished]
-    batch.active, batch.row_counts = [r for r, _ in kept], [n for _, n in kept]
-
-
-def _check_stop(req: DecodeRequest, tokenizer) -> bool:
-    token = req.generated[-1]
-    if token in req.eos_ids:
-        req.finish_reason = "stop"
-        req.text = tokenizer.decode(req.generated[:-1], skip_special_tokens=True)
-        return True
-    req.text = tokenizer.decode(req.generated, skip_special_tokens=True)
-    for s in req.stop:
-        at = req.text.find(s)
-        if at >= 0:
-            req.text, req.finish_reason = req.text[:at], "stop"
-            return True
-    if len(req.generated) >= req.max_new_tokens:
-        req.finish_reason = "length"
-        return True
-    return False
-
-
-def decode(model, tokenizer, requests: list[DecodeRequest], device: torch.device) -> Iterator[tuple[int, str]]:
-    """Run all requests to completion, yielding (request index, new text) as text becomes final."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    emitted = [0] * len(requests)
-    hold = [max((len(s) for s in r.stop), default=1) - 1 for r in requests]
+def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: torch.device) -> Iterator[tuple[int, str]]:
+    """Run all requests to completion in the calling thread, yielding (request index, new text)
+    as text becomes final. Raises the first failure (e.g. PrivacyAuditError)."""
+    index = {id(r): i for i, r in enumerate(requests)}
     with torch.inference_mode():
-        logits, batch = prefill(model, requests, pad_id, device)
-        while True:
-            tokens = fused_step(logits, requests, batch)
-            token_list = tokens.tolist()  # the one host sync per step: needed for the stop check
-            finished: set[int] = set()
-            for req_idx, token in zip(batch.active, token_list):
-                req = requests[req_idx]
-                req.generated.append(token)
-                done = _check_stop(req, tokenizer)
-                # Hold back an incomplete UTF-8 character and a possible stop-string prefix.
-                safe = len(req.text) if done else max(emitted[req_idx], len(req.text.rstrip("\ufffd")) - hold[req_idx])
-                if safe > emitted[req_idx]:
-                    yield req_idx, req.text[emitted[req_idx]:safe]
-                    emitted[req_idx] = safe
-                if done:
-                    finished.add(req_idx)
-            if finished:
-                if len(finished) == len(batch.active):
-                    return
-                keep = torch.tensor([i for i, r in enumerate(batch.active) if r not in finished], device=tokens.device)
-                tokens = tokens[keep]
-                _drop_finished(batch, finished)
-            logits = _advance(model, batch, tokens)
+        batch = DecodeBatch(model, tokenizer, device)
+        batch.add(requests)
+        while batch.requests:
+            current = list(batch.requests)
+            for pos, text, _, error in batch.step():
+                if error is not None:
+                    raise error
+                if text:
+                    yield index[id(current[pos])], text
+
+
+__all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "common_prefix_length", "decode", "fused_step",
+           "prefill"]

@@ -1,0 +1,97 @@
+"""Index plan of the fused decode step and the float64 audit of a step's chosen mixtures.
+
+The plan turns the batch's composition (which rows belong to which request, which rows are
+groups, each request's bound, order and temperature) into device tensors once; it is rebuilt
+only when requests join or leave, so a step builds no tensor from Python lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from dpfusion_chains.core.errors import PrivacyAuditError
+from dpfusion_chains.core.fusion import mixture_logprobs, symmetric_renyi
+
+if TYPE_CHECKING:
+    from dpfusion_chains.core.decode import DecodeRequest
+
+
+@dataclass
+class StepPlan:
+    row_request: torch.Tensor             # [B] request position of every row
+    public_weights: torch.Tensor          # [B] 1 on every public row, 0 on group rows
+    temperatures: torch.Tensor | None     # [B, 1], None when every temperature is 1
+    group_rows: torch.Tensor              # [N] rows mixed with a public row
+    group_public_rows: torch.Tensor       # [N] the public row of each group row's request
+    inverse_groups: torch.Tensor          # [N] 1/G of each group row's request
+    bounds: torch.Tensor                  # [N]
+    orders: torch.Tensor                  # [N]
+    group_slices: list[tuple[int, int, int]]   # (request position, start, end) into the [N] results
+    candidates: list[tuple[int, int, int | None, float | None]]  # (first row, end row, top_k, top_p)
+    audited: bool
+
+    @property
+    def n_group_rows(self) -> int:
+        return len(self.group_slices) and self.group_slices[-1][2]
+
+    @classmethod
+    def build(cls, requests: list[DecodeRequest], device: torch.device) -> StepPlan:
+        row_request: list[int] = []
+        public: list[float] = []
+        temps: list[float] = []
+        groups: list[int] = []
+        group_public: list[int] = []
+        inverse: list[float] = []
+        bounds: list[float] = []
+        orders: list[float] = []
+        slices: list[tuple[int, int, int]] = []
+        candidates: list[tuple[int, int, int | None, float | None]] = []
+        row = 0
+        for i, req in enumerate(requests):
+            n = len(req.rows)
+            row_request += [i] * n
+            public += [1.0] + [0.0] * (n - 1)
+            temps += [req.temperature] * n
+            if req.top_k is not None or req.top_p is not None:
+                candidates.append((row, row + n, req.top_k, req.top_p))
+            if n > 1:
+                slices.append((i, len(groups), len(groups) + n - 1))
+                groups += range(row + 1, row + n)
+                group_public += [row] * (n - 1)
+                inverse += [1.0 / (n - 1)] * (n - 1)
+                bounds += [req.bound] * (n - 1)
+                orders += [req.order] * (n - 1)
+            row += n
+
+        def tensor(values: list, dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        f32, i64 = torch.float32, torch.long
+        return cls(row_request=tensor(row_request, i64), public_weights=tensor(public, f32),
+                   temperatures=None if all(t == 1.0 for t in temps) else tensor(temps, f32)[:, None],
+                   group_rows=tensor(groups, i64), group_public_rows=tensor(group_public, i64),
+                   inverse_groups=tensor(inverse, f32), bounds=tensor(bounds, f32), orders=tensor(orders, f32),
+                   group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests))
+
+
+def audit_step(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.Tensor, plan: StepPlan,
+               requests: list[DecodeRequest]) -> dict[int, Exception]:
+    """White-box audit: recompute D↔_order(m_λ, p_pub) of the chosen mixtures in float64; a request
+    whose mixture exceeds its bound fails before its token is sampled. Costs a host sync per step
+    (audit only). Returns the failures by request position."""
+    m64 = mixture_logprobs(lam.double(), logp_groups.double(), logp_public.double())
+    margins = (plan.bounds.double() - symmetric_renyi(m64, logp_public.double(), plan.orders.double())).tolist()
+    failed: dict[int, Exception] = {}
+    for i, s, e in plan.group_slices:
+        req = requests[i]
+        if not req.audit:
+            continue
+        worst = min(margins[s:e])
+        req.audit_margin = worst if req.audit_margin is None else min(req.audit_margin, worst)
+        if worst < 0:
+            failed[i] = PrivacyAuditError(f"audit: a chosen mixture exceeds the per-step bound by {-worst:.3g} "
+                                          f"at step {len(req.generated) + 1}; no token was sampled")
+    return failed
