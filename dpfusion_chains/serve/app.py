@@ -151,8 +151,8 @@ def create_app(backend: Backend, keys: KeyStore, config: ServeConfig) -> FastAPI
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        try:
-            info = await model_info()
+        try:  # asks the model side each time: a cached answer would hide dead replicas
+            info = await asyncio.wait_for(backend.info(), timeout=10)
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "model": info["model"], "ledger": config.ledger_scheme()})

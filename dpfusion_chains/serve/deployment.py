@@ -62,6 +62,9 @@ def _replica_died(exc: BaseException) -> bool:
 
 
 def _lost(exc: BaseException) -> CallError:
+    if not _replica_died(exc):
+        return CallError(503, "service_unavailable", f"the model replica could not run this request "
+                         f"({type(exc).__name__}); any reservation it made stays charged in full")
     return CallError(503, "service_unavailable",
                      f"the model replica serving this request stopped ({type(exc).__name__}); any reservation it made "
                      "stays charged in full and no answer was returned. Send the request again.")
