@@ -7,6 +7,9 @@ only the user's question (a keyword router: a record id -> `lookup_record`, othe
 
     question -> plan (tool call) -> run tool (ToolMessage, marked private per record) -> ChatDPFusion
 
+The observation goes back to the model in the user turn ("Result of lookup_record: ... Question:
+..."): SmolLM2 was not trained on `tool` turns and ignores them (a model whose chat template knows
+tools can take the ToolMessage itself; ChatDPFusion treats `tool` messages as private by default).
 The tool output is wrapped with `mark_private` for each record, so `ChatDPFusion` charges each
 record it saw; the user's own message is private too (unit = the user id). A `PrivacyBudget`
 with ``on_exhausted="redact"`` caps every record: once a record has spent its ε, later answers
@@ -39,7 +42,7 @@ from dpfusion_chains.llms import ChatDPFusion  # noqa: E402
 from dpfusion_chains.retrievers import mark_private  # noqa: E402
 
 SYSTEM = ("You are a records assistant. A tool has looked up the relevant records for you. Answer the "
-          "user's question from the tool result in one short sentence.")
+          "question from the tool result in one short sentence.")
 RECORD_ID = re.compile(r"\brec-\d{3}\b")
 
 
@@ -73,7 +76,8 @@ def build_agent(llm: ChatDPFusion, tools: dict[str, BaseTool], user: str) -> Run
     def act(state: dict[str, Any]) -> list[BaseMessage]:
         call = state["plan"].tool_calls[0]
         result: ToolMessage = tools[call["name"]].invoke(call)  # a ToolCall in -> a ToolMessage out
-        return [SystemMessage(SYSTEM), HumanMessage(state["question"]), state["plan"], result]
+        observation = f"Result of {call['name']}:\n{result.content}\n\nQuestion: {state['question']}"
+        return [SystemMessage(SYSTEM), HumanMessage(observation)]  # marked record text passes through as is
 
     steps = RunnableLambda(lambda q: {"question": q, "plan": plan(q)}) | RunnableLambda(act)
     return steps | llm.bind(unit=user)
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         "What was the working diagnosis in rec-001?",
         "Which medication was the patient in rec-001 started on?",
         "What did the court decide in the unfair dismissal claim?",
-        "When was the patient in rec-001 admitted?",  # rec-001 may be out of budget by now
+        "When was the patient in rec-001 admitted?",
+        "Who was the attending physician in rec-001?",  # rec-001 is out of budget by now: redacted
     ]
     print(f"Loading {llm.model_label} ...")
     for question in questions:
