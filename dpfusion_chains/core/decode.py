@@ -21,7 +21,7 @@ import torch
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
 from dpfusion_chains.core.kvcache import new_cache
-from dpfusion_chains.core.steps import StepPlan, audit_step
+from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
 
 @dataclass
@@ -268,7 +268,7 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
         keep = public_candidate_mask(logp[s], top_k, top_p)
         logp[s:e] = torch.log_softmax(logp[s:e].masked_fill(~keep, float("-inf")), dim=-1)
     probs = logp.exp()
-    weights = plan.public_weights
+    lam = None
     failed: dict[int, Exception] = {}
     if plan.n_group_rows:
         lp_groups = logp.index_select(0, plan.group_rows)
@@ -279,14 +279,10 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
         for i, s, e in plan.group_slices:
             requests[i].step_lambdas.append(lam[s:e])
             requests[i].step_divergences.append(div[s:e])
-        # p_out = Σ_g (λ_g p_g + (1−λ_g) p_pub)/G: group rows weigh λ_g/G, the public row 1 − Σλ_g/G.
-        share = lam * plan.inverse_groups
-        weights = weights.index_copy(0, plan.group_rows, share).index_add_(0, plan.group_public_rows, -share)
-    # Rows are added in the same order whatever else is in the batch, so a request's
-    # distribution does not depend on its batch companions.
-    mixed = torch.zeros((len(requests), probs.shape[-1]), dtype=probs.dtype, device=probs.device)
-    mixed.index_add_(0, plan.row_request, probs * weights[:, None])
-    tokens = [torch.multinomial(mixed[i], 1, generator=r.generator) for i, r in enumerate(requests)]
+    mixed = mix_rows(probs, lam, plan)
+    skipped = mixed.new_zeros(1, dtype=torch.long)
+    tokens = [skipped if i in failed else torch.multinomial(mixed[i], 1, generator=r.generator)
+              for i, r in enumerate(requests)]
     return torch.cat(tokens), failed
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -20,12 +19,13 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core import accounting as acc
-from dpfusion_chains.core.decode import DecodeRequest, decode
+from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError
 from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model
 from dpfusion_chains.core.params import GenerationSettings, ResolvedBound, make_settings, resolve_bound
 from dpfusion_chains.core.result import GenerationResult
+from dpfusion_chains.core.scheduler import DecodeScheduler
 from dpfusion_chains.core.spans import (MarkedMessage, PromptViews, RenderedPrompt, build_views, drop_units,
                                         normalize_messages, private, render_chat)
 
@@ -77,7 +77,8 @@ class DPFusionEngine:
         self.defaults = make_settings(**defaults).model_dump(exclude_unset=True) if defaults else {}
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self._lock = threading.Lock()
+        # Concurrent calls (threads, asyncio executors, adapters) share one batched decode loop.
+        self._scheduler = DecodeScheduler(model, tokenizer, self.device)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -121,9 +122,12 @@ class DPFusionEngine:
         with ExitStack() as stack:
             if prepared.reservation is not None:
                 stack.enter_context(prepared.reservation)
-            with self._lock:
-                for _, text in decode(self.model, self.tokenizer, [prepared.request], self.device):
+            (ticket,) = self._scheduler.submit([prepared.request])
+            try:
+                for text in ticket:
                     yield StreamChunk(text)
+            finally:
+                ticket.cancel()  # no-op once finished; an abandoned stream stops at the next step
             result = self._finish(prepared)
         yield StreamChunk("", result)
 
@@ -141,9 +145,13 @@ class DPFusionEngine:
                     stack.enter_context(p.reservation)
                 prepared.append(p)
             if prepared:
-                with self._lock:
-                    for _ in decode(self.model, self.tokenizer, [p.request for p in prepared], self.device):
-                        pass
+                tickets = self._scheduler.submit([p.request for p in prepared])
+                try:
+                    for ticket in tickets:
+                        ticket.wait()
+                finally:
+                    for ticket in tickets:
+                        ticket.cancel()
             return [self._finish(p) for p in prepared]
 
     def paraphrase(self, text: str, *, level: str = "dp", unit: str = "document", **settings: Any) -> GenerationResult:

@@ -32,6 +32,7 @@ class StepPlan:
     group_slices: list[tuple[int, int, int]]   # (request position, start, end) into the [N] results
     candidates: list[tuple[int, int, int | None, float | None]]  # (first row, end row, top_k, top_p)
     audited: bool
+    n_requests: int
 
     @property
     def n_group_rows(self) -> int:
@@ -74,7 +75,8 @@ class StepPlan:
                    temperatures=None if all(t == 1.0 for t in temps) else tensor(temps, f32)[:, None],
                    group_rows=tensor(groups, i64), group_public_rows=tensor(group_public, i64),
                    inverse_groups=tensor(inverse, f32), bounds=tensor(bounds, f32), orders=tensor(orders, f32),
-                   group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests))
+                   group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests),
+                   n_requests=len(requests))
 
 
 def audit_step(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.Tensor, plan: StepPlan,
@@ -95,3 +97,17 @@ def audit_step(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.
             failed[i] = PrivacyAuditError(f"audit: a chosen mixture exceeds the per-step bound by {-worst:.3g} "
                                           f"at step {len(req.generated) + 1}; no token was sampled")
     return failed
+
+
+def mix_rows(probs: torch.Tensor, lam: torch.Tensor | None, plan: StepPlan) -> torch.Tensor:
+    """[B, V] row probabilities -> [R, V] output distribution of every request (unnormalised
+    only by float rounding): p_out = (1/G)·Σ_g (λ_g·p_g + (1−λ_g)·p_pub), i.e. group rows weigh
+    λ_g/G and the public row 1 − Σ_g λ_g/G; a request without groups gets its public row.
+    Rows are added in the same order whatever else is in the batch, so a request's distribution
+    does not depend on its batch companions (on the CPU; CUDA's index_add_ order may vary)."""
+    weights = plan.public_weights
+    if lam is not None:
+        share = lam * plan.inverse_groups
+        weights = weights.index_copy(0, plan.group_rows, share).index_add_(0, plan.group_public_rows, -share)
+    mixed = torch.zeros((plan.n_requests, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+    return mixed.index_add_(0, plan.row_request, probs * weights[:, None])

@@ -1,0 +1,156 @@
+"""In-process request packer: concurrent calls share one decode loop.
+
+Callers (threads of a pool, asyncio tasks through run_in_executor, the engine's generate /
+stream / generate_batch) submit DecodeRequests and read their text from a Ticket. One worker
+thread owns the model and the running DecodeBatch; at every step boundary it admits the
+requests that arrived meanwhile (each prefilled alone, then merged into the batch) and drops the
+cancelled ones, so a request never waits for another to finish. Every request keeps its own
+generator, settings and stop rules, and mixing never crosses requests, so its tokens are the
+ones it would get alone (up to float noise from batched matrix shapes).
+
+The worker starts on demand and exits when there is nothing to do, so an idle engine holds no
+thread. With a model whose cache cannot be merged (sliding-window or linear-attention layers),
+newcomers join at the start of the next loop instead.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+
+_DONE = object()
+
+
+class Ticket:
+    """One submitted request: iterate for its text; the iteration raises the request's error."""
+
+    def __init__(self, request: DecodeRequest) -> None:
+        self.request = request
+        self.cancelled = False
+        self.done = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def _put(self, text: str) -> None:
+        self._queue.put(text)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if not self.done:
+            self.done = True
+            self._queue.put(error if error is not None else _DONE)
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def wait(self) -> None:
+        """Block until the request is finished; raises its error."""
+        for _ in self:
+            pass
+
+    def cancel(self) -> None:
+        """Stop decoding this request at the next step boundary (its text so far is discarded)."""
+        self.cancelled = True
+
+
+class DecodeScheduler:
+    """Packs the requests of concurrent callers into one batched decode loop."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_rows: int = 64) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.max_rows = max_rows          # views decoded together at most (memory and step time)
+        self._cond = threading.Condition()
+        self._pending: list[Ticket] = []
+        self._worker: threading.Thread | None = None
+        self.loops = 0                    # statistics, for tests and benchmarks
+        self.peak_requests = 0
+
+    def submit(self, requests: list[DecodeRequest]) -> list[Ticket]:
+        """Queue requests (admitted together at the next step boundary); returns their tickets."""
+        tickets = [Ticket(r) for r in requests]
+        with self._cond:
+            self._pending.extend(tickets)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="dpfusion-decode", daemon=True)
+                self._worker.start()
+            self._cond.notify()
+        return tickets
+
+    def _admit(self, batch: DecodeBatch) -> list[Ticket] | None:
+        """Take what fits from the pending queue; None tells the worker to exit."""
+        with self._cond:
+            for ticket in self._pending:
+                if ticket.cancelled:
+                    ticket._finish(None)
+            self._pending = [t for t in self._pending if not t.cancelled]
+            if not self._pending and not batch.requests:
+                self._worker = None
+                return None
+            if not batch.can_merge():
+                return []
+            taken, rows = [], batch.rows
+            while self._pending and (rows == 0 or rows + len(self._pending[0].request.rows) <= self.max_rows):
+                ticket = self._pending.pop(0)
+                rows += len(ticket.request.rows)
+                taken.append(ticket)
+            return taken
+
+    def _run(self) -> None:
+        tickets: list[Ticket] = []
+        try:
+            with torch.inference_mode():
+                batch = DecodeBatch(self.model, self.tokenizer, self.device)
+                while True:
+                    arrived = self._admit(batch)
+                    if arrived is None:
+                        return
+                    if arrived and not batch.requests:
+                        self.loops += 1
+                    for ticket in arrived:
+                        try:
+                            batch.add([ticket.request])
+                        except Exception as exc:  # this request cannot run (e.g. out of memory); others go on
+                            ticket._finish(exc)
+                            continue
+                        tickets.append(ticket)
+                    self.peak_requests = max(self.peak_requests, len(tickets))
+                    gone = {i for i, t in enumerate(tickets) if t.cancelled}
+                    if gone:
+                        batch.remove(gone)
+                        for i in gone:
+                            tickets[i]._finish(None)
+                        tickets = [t for i, t in enumerate(tickets) if i not in gone]
+                    if not batch.requests:
+                        continue
+                    try:
+                        events = batch.step()
+                    except Exception as exc:  # the whole batch is in an unknown state: fail its requests
+                        for ticket in tickets:
+                            ticket._finish(exc)
+                        tickets = []
+                        batch = DecodeBatch(self.model, self.tokenizer, self.device)
+                        continue
+                    finished: set[int] = set()
+                    for pos, text, done, error in events:
+                        if text:
+                            tickets[pos]._put(text)
+                        if done:
+                            tickets[pos]._finish(error)
+                            finished.add(pos)
+                    tickets = [t for i, t in enumerate(tickets) if i not in finished]
+        except BaseException as exc:  # never leave a caller waiting on a dead worker
+            with self._cond:
+                stranded, self._pending, self._worker = tickets + self._pending, [], None
+            for ticket in stranded:
+                ticket._finish(exc)
+            raise

@@ -1,0 +1,161 @@
+"""The fast decode paths give the results of the plain ones: shared prefix, joining a running
+batch, the scheduler's packing of concurrent calls, probability-space mixing, the KV cache."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, decode
+from dpfusion_chains.core.fusion import fuse, mixture_logprobs
+from dpfusion_chains.core.kvcache import ReservedCache, new_cache
+from dpfusion_chains.core.spans import private
+from dpfusion_chains.core.steps import StepPlan, mix_rows
+from dpfusion_chains.testing import tiny_engine
+
+
+def ask(record, unit="rec-7"):
+    return [{"role": "system", "content": "Answer from the record."},
+            {"role": "user", "content": ["Record: ", private(record, unit=unit), "\nWhen was she admitted?"]}]
+
+
+def request(rows, seed, n=12, bound=0.05):
+    return DecodeRequest(rows=rows, bound=bound, order=4.0, max_new_tokens=n,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+ROWS_A = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43, 44, 45, 46, 47]]
+ROWS_B = [[1, 77, 300, 301, 302], [1, 77, 300, 9, 9, 9], [1, 77, 5]]
+ROWS_C = [[1, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100]]
+
+
+def run_alone(engine, rows, seed, n=12):
+    req = request(rows, seed, n)
+    list(decode(engine.model, engine.tokenizer, [req], engine.device))
+    return req.generated
+
+
+def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
+    calls = []
+    model = engine.model
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((tuple(kwargs["input_ids"].shape), out.logits.shape[1]))
+        return out
+
+    model.forward = counting
+    try:
+        with torch.inference_mode():
+            DecodeBatch(model, engine.tokenizer, engine.device).add([request(ROWS_A, 0)])
+    finally:
+        del model.forward
+    shared = 4  # [1, 520, 9531, 198]
+    suffix = max(len(r) for r in ROWS_A) - shared
+    assert calls == [((1, shared), 1), ((2, suffix), 1)]
+
+
+def test_joining_a_running_batch_changes_no_token(engine):
+    alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
+    a, b, c = request(ROWS_A, 1), request(ROWS_B, 2), request(ROWS_C, 3)
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add([a])
+        for _ in range(3):
+            batch.step()
+        batch.add([b])          # joins at a step boundary, longer prompt than a's context so far
+        batch.step()
+        batch.add([c])
+        while batch.requests:
+            batch.step()
+    assert [a.generated, b.generated, c.generated] == alone
+
+
+def test_concurrent_threads_get_their_single_call_results(engine):
+    calls = [(ask("Jane Roe"), 1, 0.01), (ask("Bob Stone, born 1990", "u2"), 2, 0.2),
+             ([{"role": "user", "content": "Plain question"}], 3, 0.01), (ask("X"), 4, 0.05)]
+    alone = [engine.generate(m, beta=b, max_new_tokens=10, seed=s).token_ids for m, s, b in calls]
+    start = threading.Barrier(len(calls))
+
+    def call(m, s, b):
+        start.wait()
+        return engine.generate(m, beta=b, max_new_tokens=10, seed=s).token_ids
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        got = [f.result() for f in [pool.submit(call, *c) for c in calls]]
+    assert got == alone
+
+
+def test_generate_batch_is_one_loop(engine):
+    before = engine._scheduler.loops
+    results = engine.generate_batch([ask("Jane Roe"), ask("Bob", "u2"), ask("Ann", "u3")], beta=0.05,
+                                    max_new_tokens=5, seed=0)
+    assert engine._scheduler.loops == before + 1 and engine._scheduler.peak_requests >= 3
+    assert all(r.tokens >= 1 for r in results)
+
+
+def test_abandoned_stream_stops_the_worker(engine):
+    stream = engine.stream(ask("Jane Roe"), beta=0.05, max_new_tokens=2000, seed=0)
+    next(stream)
+    stream.close()
+    worker = engine._scheduler._worker
+    if worker is not None:
+        worker.join(timeout=60)
+    assert engine._scheduler._worker is None
+
+
+def test_a_failing_request_leaves_its_batch_companions_alone(monkeypatch):
+    import dpfusion_chains.core.decode as decode_module
+    from dpfusion_chains.core.errors import PrivacyAuditError
+
+    engine = tiny_engine(seed=1)
+    honest = engine.generate(ask("Bob", "u2"), beta=0.05, max_new_tokens=6, seed=5).token_ids
+    real = decode_module.search_lambda
+
+    def broken(*args, **kwargs):  # λ = 1 for every group row: fails any audited request
+        lam, div = real(*args, **kwargs)
+        return lam.new_ones(lam.shape), div
+
+    monkeypatch.setattr(decode_module, "search_lambda", broken)
+    audited = request([[1, 520, 40], [1, 520, 41, 42]], 0, bound=1e-6)
+    audited.audit = True
+    plain = request([[1, 77, 5]], 9)
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add([audited, plain])
+        events = batch.step()
+    assert isinstance(events[0][3], PrivacyAuditError) and events[0][2] and audited.generated == []
+    assert events[1][3] is None and len(plain.generated) == 1
+    monkeypatch.setattr(decode_module, "search_lambda", real)
+    assert engine.generate(ask("Bob", "u2"), beta=0.05, max_new_tokens=6, seed=5).token_ids == honest
+
+
+def test_probability_space_mixing_is_the_uniform_mixture():
+    gen = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(torch.randn(7, 300, generator=gen, dtype=torch.float64) * 3, -1)
+    reqs = [request([[1]] * 4, 0), request([[1]], 1), request([[1]] * 2, 2)]   # G = 3, 0, 1: rows 0-3, 4, 5-6
+    plan = StepPlan.build(reqs, torch.device("cpu"))
+    plan.public_weights = plan.public_weights.double()
+    plan.inverse_groups = plan.inverse_groups.double()
+    lam = torch.tensor([0.3, 0.0, 1.0, 0.6], dtype=torch.float64)
+    mixed = mix_rows(logp.exp(), lam, plan)
+    want0 = fuse(mixture_logprobs(lam[:3], logp[1:4], logp[0].expand(3, -1))).exp()
+    want2 = fuse(mixture_logprobs(lam[3:], logp[6:7], logp[5:6])).exp()
+    assert torch.allclose(mixed[0], want0, atol=1e-12) and torch.allclose(mixed[2], want2, atol=1e-12)
+    assert torch.equal(mixed[1], logp[4].exp())  # no groups: the public distribution, bit for bit
+
+
+@pytest.mark.parametrize("reserve", [0, 3, 50])
+def test_reserved_cache_matches_the_default_cache(engine, reserve):
+    cache = new_cache(engine.model, reserve)
+    assert isinstance(cache, ReservedCache)
+    ids = torch.tensor([[1, 520, 9531, 198, 40, 1000, 2000, 7, 8]])
+    with torch.inference_mode():
+        reference = engine.model(input_ids=ids).logits[0, -1]
+        out = engine.model(input_ids=ids[:, :5], past_key_values=cache, use_cache=True)
+        for t in range(5, ids.shape[1]):
+            out = engine.model(input_ids=ids[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+    assert cache.length == ids.shape[1]
+    assert torch.allclose(out.logits[0, -1], reference, atol=1e-4)
