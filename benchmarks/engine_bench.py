@@ -1,97 +1,88 @@
 """DP-Fusion decoding speed against plain `model.generate`, measured side by side in one run.
 
-    python -m benchmarks.engine_bench [--tokens 32] [--groups 1 2 4] [--repeats 2]
+    python -m benchmarks.engine_bench [--tokens 32] [--groups 1 2 4] [--repeats 3]
 
-Same model, same prompt (a ~400-token record), same number of sampled tokens (EOS ignored on
-both sides). Prints tokens/s for each, their ratio, the share of step time spent in the λ search
-and mixing, and the peak RSS of `dpfusion demo --records 1`.
+Same model, same prompt (a ~400-token record question), same number of sampled tokens (EOS
+ignored on both sides); prefill included on both sides. The runs are interleaved (plain, G=1,
+G=2, … then again) and the best of --repeats is kept, so that load from other processes hits
+both sides alike. Prints tokens/s for each, their ratio, the share of decode-step time spent in
+the λ search and mixing, the process's peak memory and the peak RSS of `dpfusion demo`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.speed_common import best_of, load_average, load_engine, peak_memory_mb, record_prompt, save
 
 
-def record_prompt(groups: int) -> list[dict[str, Any]]:
-    from dpfusion_chains.core.spans import private
-    from dpfusion_chains.data import load_records
-
-    records = load_records()
-    content: list[Any] = []
-    for i in range(groups):
-        rec = records[i]
-        content += [f"Record {i + 1}:\n", private(rec["text"], unit=rec["id"]), "\n\n"]
-    while sum(len(c if isinstance(c, str) else c.text) for c in content) < 1600:  # pad to ~400 tokens
-        content.insert(0, "Background: " + records[-1]["text"] + "\n\n")
-    content.append("Question: summarise the records in two sentences.")
-    return [{"role": "system", "content": "Answer using only the records."}, {"role": "user", "content": content}]
-
-
-class _Timer:
-    """Wraps the decode loop's λ search and mixing to measure their share of step time."""
+class _Timers:
+    """Time spent in the λ search + mixing, and in prefills, during one generate call."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        import dpfusion_chains.core.decode as decode_module
 
-    def wrap(self, fn: Any) -> Any:
+        self.module = decode_module
+        self.mixing = self.prefill = 0.0
+        self.saved = (decode_module.search_lambda, decode_module.mix_rows, decode_module.DecodeBatch.add)
+
+    def _wrap(self, fn: Any, slot: str) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            self.seconds += time.perf_counter() - start
-            return out
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                setattr(self, slot, getattr(self, slot) + time.perf_counter() - start)
         return timed
 
+    def __enter__(self) -> _Timers:
+        search, mix, add = self.saved
+        self.module.search_lambda = self._wrap(search, "mixing")
+        self.module.mix_rows = self._wrap(mix, "mixing")
+        self.module.DecodeBatch.add = self._wrap(add, "prefill")
+        return self
 
-def bench_dpfusion(engine: Any, groups: int, tokens: int, repeats: int) -> dict[str, float]:
-    import dpfusion_chains.core.decode as decode_module
+    def __exit__(self, *exc: Any) -> None:
+        self.module.search_lambda, self.module.mix_rows, self.module.DecodeBatch.add = self.saved
 
-    timer = _Timer()
-    originals = (decode_module.search_lambda, decode_module.mixture_logprobs, decode_module.fuse)
-    decode_module.search_lambda, decode_module.mixture_logprobs, decode_module.fuse = map(timer.wrap, originals)
-    try:
-        best = float("inf")
-        for r in range(repeats):
-            timer.seconds = 0.0
-            start = time.perf_counter()
-            result = engine.generate(record_prompt(groups), beta=0.05, max_new_tokens=tokens, seed=r, detector="whole")
-            elapsed = time.perf_counter() - start
-            assert result.tokens == tokens and result.groups == groups, (result.tokens, result.groups)
-            if elapsed < best:
-                best, share = elapsed, timer.seconds / elapsed
-    finally:
-        decode_module.search_lambda, decode_module.mixture_logprobs, decode_module.fuse = originals
-    return {"tokens_per_s": tokens / best, "lambda_share": share}
+    def reset(self) -> None:
+        self.mixing = self.prefill = 0.0
 
 
-def bench_plain(engine: Any, tokens: int, repeats: int) -> float:
+def plain_ids(engine: Any) -> torch.Tensor:
+    """The private view of the one-group prompt: what a plain, non-private call would feed the model."""
     from dpfusion_chains.core.spans import build_views, normalize_messages, render_chat
 
     msgs = normalize_messages(record_prompt(1))
     ids = build_views(engine.tokenizer, render_chat(engine.tokenizer, msgs, "whole")).group_ids[0]
-    input_ids = torch.tensor([ids], device=engine.device)
-    best = float("inf")
-    for r in range(repeats):
-        torch.manual_seed(r)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = engine.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-                                        max_new_tokens=tokens, min_new_tokens=tokens, top_k=0, top_p=1.0,
-                                        pad_token_id=engine.tokenizer.pad_token_id)
-        best = min(best, time.perf_counter() - start)
-        assert out.shape[1] - input_ids.shape[1] == tokens
-    return tokens / best
+    return torch.tensor([ids], device=engine.device)
+
+
+def run_plain(engine: Any, input_ids: torch.Tensor, tokens: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = engine.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                    max_new_tokens=tokens, min_new_tokens=tokens, top_k=0, top_p=1.0,
+                                    pad_token_id=engine.tokenizer.pad_token_id)
+    assert out.shape[1] - input_ids.shape[1] == tokens
+
+
+def run_dpfusion(engine: Any, timers: _Timers, groups: int, tokens: int, seed: int) -> dict[str, float]:
+    timers.reset()
+    start = time.perf_counter()
+    result = engine.generate(record_prompt(groups), beta=0.05, max_new_tokens=tokens, seed=seed, detector="whole")
+    elapsed = time.perf_counter() - start
+    assert result.tokens == tokens and result.groups == groups, (result.tokens, result.groups)
+    return {"mixing_s": timers.mixing, "prefill_s": timers.prefill, "elapsed_s": elapsed,
+            "prompt_tokens": result.prompt_tokens}
 
 
 def demo_peak_rss_mb() -> float:
@@ -102,36 +93,49 @@ def demo_peak_rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo peak-RSS measurement")
     args = parser.parse_args(argv)
-    from dpfusion_chains.core.engine import DPFusionEngine
 
-    class NoEosEngine(DPFusionEngine):  # both sides sample exactly --tokens tokens
-        def _eos_ids(self) -> frozenset[int]:
-            return frozenset()
-
-    engine = NoEosEngine.from_default(device="auto")
-    engine.generate(record_prompt(1), beta=0.05, max_new_tokens=2, seed=0, detector="whole")  # warm-up
-    plain = bench_plain(engine, args.tokens, args.repeats)
+    engine = load_engine(args.device)
+    input_ids = plain_ids(engine)
+    with _Timers() as timers:
+        engine.generate(record_prompt(1), beta=0.05, max_new_tokens=2, seed=0, detector="whole")  # warm-up
+        run_plain(engine, input_ids, 2, 0)
+        plain_best, dp_best = float("inf"), {g: None for g in args.groups}
+        for r in range(args.repeats):  # interleaved: every configuration sees the same machine load
+            plain_best = min(plain_best, best_of(1, lambda _: run_plain(engine, input_ids, args.tokens, r))[0])
+            for g in args.groups:
+                run = run_dpfusion(engine, timers, g, args.tokens, r)
+                if dp_best[g] is None or run["elapsed_s"] < dp_best[g]["elapsed_s"]:
+                    dp_best[g] = run
+    plain = args.tokens / plain_best
+    print(f"model: {engine.model_name} on {engine.device}; {args.tokens} tokens, best of {args.repeats}; "
+          f"load average {load_average()}")
+    print(f"{'groups':>6} {'prompt':>7} {'plain tok/s':>12} {'DP-Fusion tok/s':>16} {'ratio':>6} "
+          f"{'λ+mix / step time':>18}")
     rows = []
-    print(f"model: {engine.model_name} on {engine.device}; {args.tokens} tokens, best of {args.repeats}")
-    print(f"{'groups':>6} {'plain tok/s':>12} {'DP-Fusion tok/s':>16} {'ratio':>6} {'λ+mix share':>12}")
     for g in args.groups:
-        dp = bench_dpfusion(engine, g, args.tokens, args.repeats)
-        row = {"groups": g, "plain_tokens_per_s": plain, "dpfusion_tokens_per_s": dp["tokens_per_s"],
-               "ratio": dp["tokens_per_s"] / plain, "lambda_share": dp["lambda_share"]}
+        run = dp_best[g]
+        steps_s = run["elapsed_s"] - run["prefill_s"]
+        row = {"groups": g, "prompt_tokens": run["prompt_tokens"], "plain_tokens_per_s": plain,
+               "dpfusion_tokens_per_s": args.tokens / run["elapsed_s"], "ratio": plain_best / run["elapsed_s"],
+               "lambda_share_of_step_time": run["mixing_s"] / steps_s, "lambda_ms_per_token": 1e3 * run["mixing_s"] / args.tokens,
+               "step_ms": 1e3 * steps_s / args.tokens, "prefill_s": run["prefill_s"]}
         rows.append(row)
-        print(f"{g:>6} {plain:>12.2f} {dp['tokens_per_s']:>16.2f} {row['ratio']:>6.2f} {dp['lambda_share']:>11.1%}")
-    report: dict[str, Any] = {"device": str(engine.device), "tokens": args.tokens, "rows": rows}
+        print(f"{g:>6} {run['prompt_tokens']:>7} {plain:>12.2f} {row['dpfusion_tokens_per_s']:>16.2f} "
+              f"{row['ratio']:>6.2f} {row['lambda_share_of_step_time']:>17.1%}")
+    report: dict[str, Any] = {"device": str(engine.device), "tokens": args.tokens, "repeats": args.repeats,
+                              "rows": rows, **peak_memory_mb(engine.device)}
+    print(f"peak RSS of this benchmark process: {report['peak_rss_mb']:.0f} MB")
     if not args.no_demo:
         report["demo_peak_rss_mb"] = demo_peak_rss_mb()
         print(f"peak RSS of `dpfusion demo --records 1`: {report['demo_peak_rss_mb']:.0f} MB")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine_bench.json").write_text(json.dumps(report, indent=2))
+    save("engine_bench", report)
     return report
 
 

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=float, default=9.0, help="ε budget per record and per user")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--detector", default="presidio", help="presidio | regex | whole")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (> 0: DP must sample)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     print("Indexing the bundled synthetic records with all-MiniLM-L6-v2 ...")
     retriever = build_retriever(MiniLMEmbeddings(), record_documents(), k=1)
     budget = PrivacyBudget(epsilon=args.budget, delta=1e-5, alpha=8.0, ledger="memory://", on_exhausted="redact")
-    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed,
+    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed, temperature=args.temperature,
                        detector=args.detector, budget=budget, trace_public_only=True)
     handler = PrivacyBudgetCallbackHandler(budget=budget)
     agent = build_agent(llm, make_tools(retriever, records), user="alice")

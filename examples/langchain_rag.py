@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--questions", type=int, default=3)
     p.add_argument("--k", type=int, default=2, help="records retrieved per question")
     p.add_argument("--detector", default="presidio", help="presidio | regex | whole")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (> 0: DP must sample)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     retriever = build_retriever(MiniLMEmbeddings(), record_documents(), k=args.k)
     # α = 8 keeps the (ε, δ) conversion cheap at δ = 1e-5; every call composes at the budget's α.
     budget = PrivacyBudget(epsilon=args.budget, delta=1e-5, alpha=8.0, ledger="memory://")
-    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed,
+    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed, temperature=args.temperature,
                        detector=args.detector, budget=budget, trace_public_only=True)
     handler = PrivacyBudgetCallbackHandler(budget=budget)
     print(f"Loading {llm.model_label} ...")

@@ -1,0 +1,84 @@
+"""Shared pieces of the speed benchmarks: the engine, prompts, timers, memory, result files."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_engine(device: str = "auto", **kwargs: Any) -> Any:
+    """The embedded SmolLM2 engine with EOS ignored, so every run samples exactly the requested
+    number of tokens (both sides of every comparison)."""
+    from dpfusion_chains.core.engine import DPFusionEngine
+
+    class NoEosEngine(DPFusionEngine):
+        def _eos_ids(self) -> frozenset[int]:
+            return frozenset()
+
+    return NoEosEngine.from_default(device=device, **kwargs)
+
+
+def record_prompt(groups: int, record_offset: int = 0, min_chars: int = 1600) -> list[dict[str, Any]]:
+    """A question over `groups` private records (one privacy unit each), padded with public
+    background text to about min_chars/4 tokens."""
+    from dpfusion_chains.core.spans import private
+    from dpfusion_chains.data import load_records
+
+    records = load_records()
+    content: list[Any] = []
+    for i in range(groups):
+        rec = records[(record_offset + i) % (len(records) - 1)]
+        content += [f"Record {i + 1}:\n", private(rec["text"], unit=rec["id"]), "\n\n"]
+    while sum(len(c if isinstance(c, str) else c.text) for c in content) < min_chars:
+        content.insert(0, "Background: " + records[-1]["text"] + "\n\n")
+    content.append("Question: summarise the records in two sentences.")
+    return [{"role": "system", "content": "Answer using only the records."}, {"role": "user", "content": content}]
+
+
+def best_of(repeats: int, fn: Callable[[int], Any]) -> tuple[float, Any]:
+    """(shortest wall time, that run's result) over `repeats` runs of fn(run index)."""
+    best, kept = float("inf"), None
+    for r in range(repeats):
+        sync()
+        start = time.perf_counter()
+        out = fn(r)
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed < best:
+            best, kept = elapsed, out
+    return best, kept
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device: torch.device | str) -> dict[str, float]:
+    """Peak resident memory of this process, and the GPU's peak allocation when on a GPU."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if torch.device(device).type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+    except OSError:
+        return "n/a"
+
+
+def save(name: str, report: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
