@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     print("Indexing the bundled synthetic records with all-MiniLM-L6-v2 ...")
     retriever = build_retriever(MiniLMEmbeddings(), record_documents(), k=1)
     budget = PrivacyBudget(epsilon=args.budget, delta=1e-5, alpha=8.0, ledger="memory://", on_exhausted="redact")
-    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed, temperature=args.temperature,
-                       detector=args.detector, budget=budget, trace_public_only=True)
+    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                       temperature=args.temperature, detector=args.detector, budget=budget, trace_public_only=True)
     handler = PrivacyBudgetCallbackHandler(budget=budget)
     agent = build_agent(llm, make_tools(retriever, records), user="alice")
     questions = [

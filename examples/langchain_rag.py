@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     retriever = build_retriever(MiniLMEmbeddings(), record_documents(), k=args.k)
     # α = 8 keeps the (ε, δ) conversion cheap at δ = 1e-5; every call composes at the budget's α.
     budget = PrivacyBudget(epsilon=args.budget, delta=1e-5, alpha=8.0, ledger="memory://")
-    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed, temperature=args.temperature,
-                       detector=args.detector, budget=budget, trace_public_only=True)
+    llm = ChatDPFusion(epsilon=args.epsilon, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                       temperature=args.temperature, detector=args.detector, budget=budget, trace_public_only=True)
     handler = PrivacyBudgetCallbackHandler(budget=budget)
     print(f"Loading {llm.model_label} ...")
     run(llm, retriever, demo_questions(args.questions), handler)
