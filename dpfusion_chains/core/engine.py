@@ -199,6 +199,10 @@ class DPFusionEngine:
         if budget is not None and step_rdp:
             reservation = budget.reserve({u: r * settings.max_new_tokens for u, r in step_rdp.items()},
                                          call_id=call_id, model=self.model_name)
+            if getattr(reservation, "replayed", False):
+                # A replayed id charges nothing, so generating again would release tokens for free.
+                raise ValueError(f"call_id {call_id!r} was already used with this budget; "
+                                 "use a new call_id for a new generation")
         seed = settings.seed if settings.seed is not None else secrets.randbits(62)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         request = DecodeRequest(rows=rows, bound=bound.bound, order=bound.order,

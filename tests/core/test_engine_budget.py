@@ -84,7 +84,8 @@ def test_replayed_call_id_is_not_charged_twice(engine):
     budget = budget_with()
     engine.generate(two_records(), beta=BETA, max_new_tokens=6, seed=2, budget=budget, call_id="same")
     first = budget.spent_rdp("A")
-    engine.generate(two_records(), beta=BETA, max_new_tokens=6, seed=2, budget=budget, call_id="same")
+    with pytest.raises(ValueError, match="already used"):
+        engine.generate(two_records(), beta=BETA, max_new_tokens=6, seed=2, budget=budget, call_id="same")
     assert budget.spent_rdp("A") == pytest.approx(first)
 
 
