@@ -8,6 +8,7 @@ calls). Used by the tests, by `dpfusion serve --in-process`, and wherever Ray is
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
@@ -18,29 +19,39 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    """`await submit(item)` → fn's result for it; fn runs in a thread on a list of items."""
+    """`await submit(item)` → fn's result for it; fn runs in a thread on a list of items.
+
+    One queue and one collector task per event loop: an asyncio queue and its futures belong to
+    the loop that made them, and callers on several loops (one per thread, as a TestClient used
+    without `with` gives) must never put an item into another loop's queue.
+    """
 
     def __init__(self, fn: Callable[[list[T]], list[R]], max_batch_size: int, wait_s: float) -> None:
         self._fn = fn
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._per_loop: dict[asyncio.AbstractEventLoop, tuple[asyncio.Queue[Any], asyncio.Task[None]]] = {}
+
+    def _queue_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[tuple[T, asyncio.Future[R]]]:
+        with self._lock:
+            for old in [lp for lp in self._per_loop if lp.is_closed()]:
+                del self._per_loop[old]
+            entry = self._per_loop.get(loop)
+            if entry is None or entry[1].done():
+                queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+                entry = (queue, loop.create_task(self._run(queue)))
+                self._per_loop[loop] = entry
+            return entry[0]
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._task = loop.create_task(self._run())
-        assert self._queue is not None
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.put_nowait((item, future))
+        self._queue_for(loop).put_nowait((item, future))
         return await future
 
-    async def _run(self) -> None:
-        assert self._queue is not None and self._loop is not None
-        queue, loop = self._queue, self._loop
+    async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[R]]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
             deadline = loop.time() + self.wait_s
