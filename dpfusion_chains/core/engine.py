@@ -199,8 +199,10 @@ class DPFusionEngine:
         if budget is not None and step_rdp:
             reservation = budget.reserve({u: r * settings.max_new_tokens for u, r in step_rdp.items()},
                                          call_id=call_id, model=self.model_name)
-            if getattr(reservation, "replayed", False):
+            if getattr(reservation, "replayed", False) and not getattr(reservation, "covers_rerun", False):
                 # A replayed id charges nothing, so generating again would release tokens for free.
+                # Only a budget that knows the first attempt released nothing (a server retrying
+                # the call of a dead replica under its open worst-case charge) may say otherwise.
                 raise ValueError(f"call_id {call_id!r} was already used with this budget; "
                                  "use a new call_id for a new generation")
         seed = settings.seed if settings.seed is not None else secrets.randbits(62)

@@ -89,6 +89,9 @@ class _GuardedReservation:
         self.inner = inner
         self.defer_on_error = defer_on_error
         self.failed = False
+        # A replay reaches here only with the dead attempt's reservation still open (settled ones
+        # are refused in reserve): its worst-case charge covers this rerun (module docstring).
+        self.covers_rerun = bool(inner.replayed and inner.settled is None)
 
     def __enter__(self) -> _GuardedReservation:
         self.inner.__enter__()
