@@ -297,16 +297,20 @@ def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: to
     """Run all requests to completion in the calling thread, yielding (request index, new text)
     as text becomes final. Raises the first failure (e.g. PrivacyAuditError)."""
     index = {id(r): i for i, r in enumerate(requests)}
+    # Inference mode is entered per step, never held across a yield: the consumer may resume
+    # this generator on another thread, where the mode would not be set.
+    batch = DecodeBatch(model, tokenizer, device)
     with torch.inference_mode():
-        batch = DecodeBatch(model, tokenizer, device)
         batch.add(requests)
-        while batch.requests:
-            current = list(batch.requests)
-            for pos, text, _, error in batch.step():
-                if error is not None:
-                    raise error
-                if text:
-                    yield index[id(current[pos])], text
+    while batch.requests:
+        current = list(batch.requests)
+        with torch.inference_mode():
+            events = batch.step()
+        for pos, text, _, error in events:
+            if error is not None:
+                raise error
+            if text:
+                yield index[id(current[pos])], text
 
 
 __all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "common_prefix_length", "decode", "fused_step",

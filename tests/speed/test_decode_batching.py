@@ -159,3 +159,15 @@ def test_reserved_cache_matches_the_default_cache(engine, reserve):
             out = engine.model(input_ids=ids[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
     assert cache.length == ids.shape[1]
     assert torch.allclose(out.logits[0, -1], reference, atol=1e-4)
+
+
+def test_decode_generator_resumed_on_other_threads_gives_the_same_tokens(engine):
+    """Inference mode is not held across yields: each next() may run on a different thread."""
+    expected = run_alone(engine, ROWS_A, seed=5)
+    req = request(ROWS_A, 5)
+    steps = decode(engine.model, engine.tokenizer, [req], engine.device)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        while pool.submit(next, steps, None).result() is not None:
+            pass
+    assert req.generated == expected
+    assert not torch.is_inference_mode_enabled()
