@@ -15,6 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "the LangChain callback handlers")
+
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 

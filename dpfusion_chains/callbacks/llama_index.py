@@ -29,6 +29,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("llama_index.core", "llamaindex", "the LlamaIndex event handlers")
+
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent

@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve_in_process(config: Any, keys: Any) -> int:
-    import uvicorn
+    from dpfusion_chains._optional import require
+
+    uvicorn = require("uvicorn", "serve", "dpfusion serve --in-process")
 
     from dpfusion_chains.serve.app import create_app
     from dpfusion_chains.serve.local import LocalBackend

@@ -9,6 +9,10 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal, TypeVar
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "the LangChain adapters")
+
 from langchain_core.caches import BaseCache
 from langchain_core.language_models.llms import get_llm_cache
 from langchain_core.messages.ai import UsageMetadata

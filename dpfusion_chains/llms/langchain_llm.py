@@ -6,6 +6,10 @@ import contextvars
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "DPFusionLLM (LangChain)")
+
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult

@@ -22,6 +22,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "the LangChain adapters")
+
 from langchain_core.messages import BaseMessage
 
 from dpfusion_chains.core.errors import MarkerError

@@ -51,6 +51,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from dpfusion_chains._optional import require
+
+require("llama_index.core", "llamaindex", "DPFusionLlamaLLM (LlamaIndex)")
+
 from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseAsyncGen, ChatResponseGen,
                                               CompletionResponse, CompletionResponseAsyncGen, CompletionResponseGen,
                                               LLMMetadata, MessageRole, TextBlock)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "PrivateRetriever (LangChain)")
+
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever

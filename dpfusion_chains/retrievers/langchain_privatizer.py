@@ -13,6 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from dpfusion_chains._optional import require
+
+require("langchain_core", "langchain", "DPDocumentPrivatizer (LangChain)")
+
 from langchain_core.documents import BaseDocumentTransformer, Document
 
 from dpfusion_chains.core.markers import has_markers

@@ -28,6 +28,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from dpfusion_chains._optional import require
+
+require("llama_index.core", "llamaindex", "PrivateNodePostprocessor (LlamaIndex)")
+
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import Document, MetadataMode, NodeWithScore, QueryBundle, TextNode

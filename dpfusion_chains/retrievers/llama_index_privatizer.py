@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from dpfusion_chains._optional import require
+
+require("llama_index.core", "llamaindex", "DPNodePrivatizer (LlamaIndex)")
+
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode, TransformComponent
 

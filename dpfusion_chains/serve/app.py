@@ -18,6 +18,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from dpfusion_chains._optional import require
+
+require("fastapi", "serve", "the DP-Fusion server")
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse

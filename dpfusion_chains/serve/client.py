@@ -16,6 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("httpx", "serve", "RemoteEngine")
+
 import httpx
 
 from dpfusion_chains.budget.errors import BudgetExhaustedError

@@ -18,6 +18,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from dpfusion_chains._optional import require
+
+require("ray", "serve", "the Ray Serve deployment")
+
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle

@@ -135,6 +135,10 @@ def _engine_classes() -> tuple[type, type, type]:
 
 def build_analyzer(language: str = "en", spacy_model: str | None = None, extra_recognizers: Iterable[Any] = ()) -> Any:
     """The shared AnalyzerEngine for this configuration (built on first use, then reused)."""
+    from dpfusion_chains._optional import require
+
+    for module in ("spacy", "presidio_analyzer"):  # a clear install hint before any spaCy model lookup
+        require(module, "presidio", "the Presidio detector; detector='regex' needs no extra")
     extra = tuple(extra_recognizers)
     model = _model_location(spacy_model)
     key = (language, model, tuple(id(r) for r in extra))
