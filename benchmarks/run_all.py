@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.engine_bench", "benchmarks.detect_speed", "benchmarks.ledger_bench"]
+BENCHMARKS = ["benchmarks.engine_bench", "benchmarks.batch_bench", "benchmarks.scaling_bench",
+              "benchmarks.reference_bench", "benchmarks.detect_speed", "benchmarks.ledger_bench"]
 
 
 def main() -> int:

@@ -43,6 +43,42 @@ def record_prompt(groups: int, record_offset: int = 0, min_chars: int = 1600) ->
     return [{"role": "system", "content": "Answer using only the records."}, {"role": "user", "content": content}]
 
 
+def plain_ids(engine: Any, messages: list[dict[str, Any]]) -> torch.Tensor:
+    """What a plain, non-private call would feed the model: the chat with every private segment
+    in clear text, rendered by the model's template."""
+    from dpfusion_chains.core.spans import PrivateSegment
+
+    def text(content: Any) -> str:
+        if isinstance(content, str):
+            return content
+        return "".join(c.text if isinstance(c, PrivateSegment) else c for c in content)
+
+    clear = [{"role": m["role"], "content": text(m["content"])} for m in messages]
+    ids = engine.tokenizer.apply_chat_template(clear, add_generation_prompt=True, tokenize=True)
+    if not isinstance(ids, list):  # newer tokenizers return a BatchEncoding
+        ids = ids["input_ids"]
+    return torch.tensor([ids], device=engine.device)
+
+
+def run_plain(engine: Any, input_ids: torch.Tensor, tokens: int, seed: int) -> None:
+    """`model.generate`, sampling exactly `tokens` tokens (no top-k/top-p, like DP-Fusion's default)."""
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = engine.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                    max_new_tokens=tokens, min_new_tokens=tokens, top_k=0, top_p=1.0,
+                                    pad_token_id=engine.tokenizer.pad_token_id)
+    assert out.shape[1] - input_ids.shape[1] == tokens
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(wall seconds, result) of one call."""
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - start, out
+
+
 def best_of(repeats: int, fn: Callable[[int], Any]) -> tuple[float, Any]:
     """(shortest wall time, that run's result) over `repeats` runs of fn(run index)."""
     best, kept = float("inf"), None

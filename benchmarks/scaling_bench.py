@@ -1,0 +1,92 @@
+"""How DP-Fusion's cost grows with the context length and with the number of groups G.
+
+    python -m benchmarks.scaling_bench [--contexts 512 1024 2048 4096] [--groups 1 2 4 8] [--tokens 16]
+
+For each context length (G=1) and each G (at the shortest context), DP-Fusion calls and
+plain `model.generate` calls on the same chat with the records in clear, interleaved. Per-token decode
+time is separated from the prefill by timing each side at 1 and at 1+--tokens sampled tokens (shortest of --repeats).
+Writes benchmarks/results/scaling_bench.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from benchmarks.speed_common import (RESULTS, load_average, load_engine, plain_ids, record_prompt, run_plain, save,
+                                     timed)
+
+SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
+
+
+def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -> dict[str, float]:
+    prompt = record_prompt(groups, min_chars=4 * context)
+    ids = plain_ids(engine, prompt)
+    best = {"plain_1": float("inf"), "plain_n": float("inf"), "dp_1": float("inf"), "dp_n": float("inf")}
+    for _ in range(repeats):  # interleaved, shortest kept: load from other processes hits all alike
+        runs = {"plain_1": lambda: run_plain(engine, ids, 1, 0),
+                "plain_n": lambda: run_plain(engine, ids, 1 + tokens, 0),
+                "dp_1": lambda: engine.generate(prompt, max_new_tokens=1, seed=0, **SETTINGS),
+                "dp_n": lambda: engine.generate(prompt, max_new_tokens=1 + tokens, seed=0, **SETTINGS)}
+        for name, fn in runs.items():
+            best[name] = min(best[name], timed(fn)[0])
+    plain_1, plain_n, dp_1, dp_n = best["plain_1"], best["plain_n"], best["dp_1"], best["dp_n"]
+    plain_step, dp_step = (plain_n - plain_1) / tokens, (dp_n - dp_1) / tokens
+    return {"groups": groups, "prompt_tokens": int(ids.shape[1]), "plain_step_ms": 1e3 * plain_step,
+            "dpfusion_step_ms": 1e3 * dp_step, "step_ratio": plain_step / dp_step,
+            "plain_prefill_s": plain_1, "dpfusion_prefill_s": dp_1}
+
+
+def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install 'dpfusion-chains[plot]'): no PNG written")
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    x = [r["prompt_tokens"] for r in by_context]
+    left.plot(x, [r["plain_step_ms"] for r in by_context], "o-", label="plain generate")
+    left.plot(x, [r["dpfusion_step_ms"] for r in by_context], "s-", label="DP-Fusion, G=1")
+    left.set(xscale="log", xlabel="prompt tokens", ylabel="ms per generated token", title="Context length")
+    g = [r["groups"] for r in by_groups]
+    right.plot(g, [r["plain_step_ms"] for r in by_groups], "o-", label="plain generate")
+    right.plot(g, [r["dpfusion_step_ms"] for r in by_groups], "s-", label="DP-Fusion")
+    right.set(xlabel="groups G (G+1 rows per step)", ylabel="ms per generated token",
+              title=f"Groups (~{by_groups[0]['prompt_tokens']} prompt tokens)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scaling_bench.png", dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contexts", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    engine = load_engine(args.device)
+    engine.generate(record_prompt(1), max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
+    print(f"model: {engine.model_name} on {engine.device}; {args.tokens} decode tokens; load average {load_average()}")
+    print(f"{'G':>3} {'prompt':>7} {'plain ms/tok':>13} {'DP ms/tok':>10} {'ratio':>6} {'plain prefill s':>16} "
+          f"{'DP prefill s':>13}")
+    by_context = [measure(engine, 1, c, args.tokens, args.repeats) for c in args.contexts if c <= engine.context_window]
+    by_groups = [measure(engine, g, min(args.contexts), args.tokens, args.repeats) for g in args.groups]
+    for r in by_context + by_groups:
+        print(f"{r['groups']:>3} {r['prompt_tokens']:>7} {r['plain_step_ms']:>13.1f} {r['dpfusion_step_ms']:>10.1f} "
+              f"{r['step_ratio']:>6.2f} {r['plain_prefill_s']:>16.2f} {r['dpfusion_prefill_s']:>13.2f}")
+    report = {"device": str(engine.device), "tokens": args.tokens, "by_context": by_context, "by_groups": by_groups}
+    save("scaling_bench", report)
+    plot(by_context, by_groups)
+    return report
+
+
+if __name__ == "__main__":
+    main()
