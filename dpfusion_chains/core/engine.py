@@ -21,8 +21,8 @@ import torch
 from dpfusion_chains.core import accounting as acc
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
-from dpfusion_chains.core.errors import ContextTooLongError
-from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model
+from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
+from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model, resolve_device
 from dpfusion_chains.core.params import GenerationSettings, ResolvedBound, make_settings, resolve_bound
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.core.scheduler import DecodeScheduler
@@ -69,7 +69,8 @@ class DPFusionEngine:
                  chat_template: str | None = None, audit: bool = False, **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        # resolve_device: "auto", and a clear error for a GPU that is not there (device="cuda" on a CPU machine)
+        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
         self.detector = detector
         self.model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
         self.chat_template = chat_template
@@ -135,15 +136,30 @@ class DPFusionEngine:
                        detector: str | Detector | None = None, **settings: Any) -> list[GenerationResult]:
         """Several requests in one decode loop. Each item is messages, or a dict with "messages" and
         its own settings (seed, epsilon, max_new_tokens, call_id, …) overriding the shared ones."""
+        if isinstance(batch, (str, bytes, Mapping)) or not isinstance(batch, Sequence):
+            raise TypeError(f"generate_batch takes a list of requests (messages, or dicts with 'messages'), got "
+                            f"{type(batch).__name__}; for one request use generate()")
         prepared: list[_Prepared] = []
         with ExitStack() as stack:
-            for item in batch:
-                own = dict(item) if isinstance(item, Mapping) and "messages" in item else {"messages": item}
-                msgs, cid = own.pop("messages"), own.pop("call_id", None)
-                p = self._prepare(msgs, make_settings(**{**self.defaults, **settings, **own}), detector, budget, cid)
-                if p.reservation is not None:
-                    stack.enter_context(p.reservation)
-                prepared.append(p)
+            try:
+                for item in batch:
+                    own = dict(item) if isinstance(item, Mapping) and "messages" in item else {"messages": item}
+                    msgs, cid = own.pop("messages"), own.pop("call_id", None)
+                    p = self._prepare(msgs, make_settings(**{**self.defaults, **settings, **own}), detector, budget,
+                                      cid)
+                    if p.reservation is not None:
+                        stack.enter_context(p.reservation)
+                    prepared.append(p)
+            except BaseException:
+                # A later item was refused before any token was sampled: refund the earlier reservations
+                # (leaving the stack would otherwise charge them in full).
+                for p in prepared:
+                    if p.reservation is not None and not p.reservation.done:
+                        try:
+                            p.reservation.release()
+                        except Exception as exc:  # noqa: BLE001 - the charge then stands; keep the caller's error
+                            logger.warning("call %s stays charged in full: %s", p.call_id, exc)
+                raise
             if prepared:
                 tickets = self._scheduler.submit([p.request for p in prepared])
                 try:
@@ -159,6 +175,10 @@ class DPFusionEngine:
         level="redact" (public view only: every sensitive span stays a placeholder, ε = 0)."""
         if level not in ("dp", "redact"):
             raise ValueError(f"level must be 'dp' or 'redact', got {level!r}")
+        if not isinstance(text, str):
+            raise TypeError(f"paraphrase takes the document as str, got {type(text).__name__}")
+        if not text.strip():
+            raise EmptyContextError("paraphrase got an empty document: there is nothing to rewrite")
         if level == "redact":
             settings = {**settings, "beta": 0.0, "epsilon": None}
         settings.setdefault("max_new_tokens", max(32, min(512, len(self.tokenizer(text)["input_ids"]) + 16)))
@@ -169,6 +189,9 @@ class DPFusionEngine:
     # -- internals ---------------------------------------------------------------------------
     def _prepare(self, messages: Messages, settings: GenerationSettings, detector: str | Detector | None,
                  budget: Any, call_id: str | None) -> _Prepared:
+        if budget is not None and not (callable(getattr(budget, "reserve", None)) and hasattr(budget, "on_exhausted")):
+            raise TypeError(f"budget must be a PrivacyBudget (e.g. PrivacyBudget(epsilon=10.0, ledger='memory://')), "
+                            f"got {type(budget).__name__}")
         msgs = normalize_messages(messages)
         detector = detector if detector is not None else self.detector
         rendered = self._render(msgs, detector, settings)
@@ -195,6 +218,8 @@ class DPFusionEngine:
         rows = [views.public_ids] + (views.group_ids if mixing else [])
         self._check_length(rows, settings.max_new_tokens)
         call_id = call_id or uuid.uuid4().hex
+        seed = settings.seed if settings.seed is not None else secrets.randbits(62)
+        generator = torch.Generator(device=self.device).manual_seed(seed)  # before reserving: nothing can fail after
         reservation = None
         if budget is not None and step_rdp:
             reservation = budget.reserve({u: r * settings.max_new_tokens for u, r in step_rdp.items()},
@@ -205,8 +230,6 @@ class DPFusionEngine:
                 # the call of a dead replica under its open worst-case charge) may say otherwise.
                 raise ValueError(f"call_id {call_id!r} was already used with this budget; "
                                  "use a new call_id for a new generation")
-        seed = settings.seed if settings.seed is not None else secrets.randbits(62)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         request = DecodeRequest(rows=rows, bound=bound.bound, order=bound.order,
                                 max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                 top_k=settings.top_k, top_p=settings.top_p, stop=settings.stop,

@@ -141,6 +141,7 @@ def default_tokenizer() -> Any:
 def load_default(device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto") -> tuple[Any, Any, torch.device]:
     """The embedded SmolLM2-135M-Instruct. Dequantising the GGUF file takes ~40 s on a small CPU,
     so the float32 result is saved once under cache_dir() and loaded from there afterwards."""
+    resolve_device(device)  # an unavailable GPU fails now, not after a one-time conversion
 
     def build(out: Path) -> None:
         from safetensors.torch import save_model

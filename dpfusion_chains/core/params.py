@@ -89,6 +89,14 @@ class GenerationSettings(BaseModel):
             raise ValueError(f"top_p must lie in (0, 1], got {v}")
         return v
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int | None) -> int | None:
+        # torch.Generator.manual_seed takes a 64-bit value; refuse others here, before any budget work.
+        if v is not None and not (-(2**63) <= v < 2**64):
+            raise ValueError(f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {v}")
+        return v
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop(cls, v: Any) -> tuple[str, ...]:
@@ -96,6 +104,8 @@ class GenerationSettings(BaseModel):
             return ()
         if isinstance(v, str):
             return (v,)
+        if not isinstance(v, (list, tuple, set, frozenset)):
+            raise ValueError(f"stop must be a string or a list of strings, got {type(v).__name__}")
         return tuple(v)
 
     @model_validator(mode="after")

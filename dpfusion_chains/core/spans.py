@@ -71,7 +71,10 @@ def normalize_messages(messages: Sequence[Mapping[str, Any]] | str) -> list[Mark
     A message with ``"private": True`` (optionally ``"unit"``) is private as a whole."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
-    if not isinstance(messages, Sequence) or len(messages) == 0:
+    if not isinstance(messages, Sequence) or isinstance(messages, (bytes, bytearray)):
+        raise TypeError(f"messages must be a str or a list of {{'role': ..., 'content': ...}} mappings, "
+                        f"got {type(messages).__name__}")
+    if len(messages) == 0:
         raise EmptyContextError("messages is empty: pass at least one {'role': 'user', 'content': ...} message")
     out: list[MarkedMessage] = []
     for i, msg in enumerate(messages):
