@@ -109,9 +109,16 @@ def utc(ts: float) -> datetime:
 
 def check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_ID_LEN or _CONTROL.search(value):
+        # Describe the value, never quote it: a long or multi-line "id" is often the private text itself.
+        if not isinstance(value, str):
+            got = type(value).__name__
+        elif not value:
+            got = "''"
+        else:
+            got = f"a string of {len(value)} characters" + (" with control characters" if _CONTROL.search(value) else "")
         raise ValueError(
             f"{what} must be a non-empty string of at most {_MAX_ID_LEN} characters without control characters "
-            f"(an id such as a document or user id, never the text itself), got {value!r:.80}"
+            f"(an id such as a document or user id, never the text itself), got {got}"
         )
     return value
 

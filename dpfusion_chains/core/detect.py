@@ -126,6 +126,9 @@ def make_detector(spec: str | Detector = "presidio", /, **options: object) -> De
         if options:
             raise ValueError("options apply to detector names, not to a Detector object")
         return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"make_detector takes a detector name ('presidio', 'regex', 'whole', 'hf', optionally "
+                        f"'<kind>:<profile>') or a Detector, got {type(spec).__name__}")
     from dpfusion_chains.core.detectors.factory import make_detector as build
 
     return build(spec, **options)  # type: ignore[arg-type]
