@@ -137,9 +137,18 @@ class DPFusionLlamaLLM(CustomLLM):
     _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, engine: DPFusionEngine | None = None, **data: Any) -> None:
+        # LlamaIndex models ignore unknown fields; a misspelt privacy setting must not pass silently.
+        fields = type(self).model_fields
+        unknown = sorted(set(data) - set(fields) - {f.alias for f in fields.values() if f.alias} - {"class_name"})
+        if unknown:
+            raise TypeError(f"unknown argument(s) {unknown} for {type(self).__name__}; privacy and decoding settings "
+                            f"are {sorted(_LLM_SETTINGS)}, plus model, device, detector, budget, user_unit, …")
         super().__init__(**data)
         self._engine = engine
         make_settings(**self._settings())  # invalid settings fail here, not at the first query
+        if self.user_unit == "":  # "" would silently mean "user messages are public"
+            raise ValueError("user_unit must be a non-empty privacy unit id (e.g. the user's id), or None to keep "
+                             "user messages public")
         instrument()
 
     @classmethod
