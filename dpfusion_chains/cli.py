@@ -33,10 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from dpfusion_chains.core.errors import DPFusionError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        # Library errors are written to say what to change; no traceback for bad input.
+    except (ValueError, TypeError, FileNotFoundError, ImportError, DPFusionError) as exc:
+        # Library errors (bad input, a ledger that cannot be opened, a spent budget) are written to say
+        # what to change; no traceback.
         print(f"dpfusion {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -36,8 +36,15 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_engine(args: argparse.Namespace) -> Any:
+    from dpfusion_chains.core.detect import available_detectors
+    import dpfusion_chains.core.detectors  # noqa: F401 - registers the built-in detector names
     from dpfusion_chains.core.engine import DPFusionEngine
+    from dpfusion_chains.core.params import make_settings
 
+    # Bad settings or detector names fail before the (slow) model load.
+    make_settings(**settings_from(args))
+    if args.detector not in available_detectors():
+        raise ValueError(f"unknown --detector {args.detector!r}; choose one of {available_detectors()}")
     if args.model:
         return DPFusionEngine.from_pretrained(args.model, device=args.device, detector=args.detector)
     return DPFusionEngine.from_default(device=args.device, detector=args.detector)
