@@ -228,3 +228,40 @@ def test_keyword_value_and_terms_recognizers() -> None:
     assert texts(terms, "project falcon and FALCON, not Falconry") == ["project falcon", "FALCON"]
     with pytest.raises(ValueError):
         TermsRecognizer("t", "X", ["  "])
+
+
+# ----------------------------------------------------------------------------- fast scanning, same matches
+_SAMPLES = (
+    "Patient: Jane Roe; patients: Ana and Tom. impatient Member(ship) 12 memberships, a/c 99. Licence no. L-12\n"
+    "e-mail jane.roe@mail.example.org or j@x.io, see www.example.com/a?b=1. and http://localhost:8080/x; 1.2 e.g.\n"
+    "Westbury Health Centre, Leeds. Bank of Brookside\nSmith & Partners LLP in\nLeeds. ab@cd ZX-99120 443-21 a١23 x.-ab-12"
+)
+
+
+def test_keyword_alternation_grouped_by_first_character_matches_the_plain_one() -> None:
+    import re
+
+    from dpfusion_chains.core.detectors.recognizers import _keyword_regex
+
+    low = _SAMPLES.lower()
+    for keywords in (("patient", "patients", "pt", "member(?:ship)?", "a/c", "licen[cs]e", "p"), ("x?y", "ab"), ("a|b", "c")):
+        plain = re.compile(r"(?<![\w])(?:" + "|".join(sorted(keywords, key=len, reverse=True)) + r")(?![\w])")
+        assert [m.span() for m in _keyword_regex(keywords).finditer(low)] == [m.span() for m in plain.finditer(low)], keywords
+
+
+def test_word_and_line_anchors_give_the_same_matches() -> None:
+    for recognizer in (P.EMAIL, P.URL, D.HEALTH_FACILITY, D.FINANCE_ORG, D.LAW_FIRM, D.COMPANY, D.COURT, P.US_CITY_STATE):
+        plain = PatternRecognizer("plain", recognizer.entity_type, recognizer.regex.pattern, flags=recognizer.regex.flags)
+        assert [m.span() for m in recognizer.matches(_SAMPLES)] == [m.span() for m in plain.matches(_SAMPLES)], recognizer.name
+        assert recognizer.word_anchor is not None or recognizer.line_anchor is not None
+    line = PatternRecognizer("l", "X", r"(?<![\w])[A-Z]\w+ LLP(?=\n)", line_anchor="LLP")
+    assert texts(line, "Smith LLP\nJones LLP") == ["Smith LLP"]  # the look-ahead still sees the line end
+    with pytest.raises(ValueError, match="not both"):
+        PatternRecognizer("x", "X", "a", word_anchor="a", line_anchor="a")
+
+
+def test_digit_tokens() -> None:
+    rec = P.GENERIC_ID
+    assert texts(rec, "ZX-99120, 443-21 and A1234567; 2023/0456") == ["ZX-99120", "443-21", "A1234567", "2023/0456"]
+    # inside an e-mail, a path or a word, with non-ASCII digits, or a quantity: not an identifier
+    assert texts(rec, "ab12345@x.org /files/12345/ a١2345 x12345é 54-year-old 5mg 2024") == []

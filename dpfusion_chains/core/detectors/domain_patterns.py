@@ -53,20 +53,23 @@ def _nhs_number(match: str) -> tuple[str, float]:
 
 
 # ----------------------------------------------------------------------------- health
+_HEALTH_HEADS = (
+    r"Hospitals?|Infirmary|Clinic|Medical Cent(?:re|er)|Health Cent(?:re|er)|Surgery|Medical Practice|Practice"
+    r"|Hospice|Care Home|Nursing Home|Health Board|NHS Trust|NHS Foundation Trust|Foundation Trust|Trust"
+    r"|Pharmacy|Dental Practice|Laboratories|Laboratory|Imaging Cent(?:re|er)|Rehabilitation Cent(?:re|er)"
+    r"|Children's Hospital|Maternity Unit|Walk-in Cent(?:re|er)|Polyclinic|Sanatorium|Medical Group|Health System"
+)
+_HEALTH_HEADS_FIRST = r"University Hospitals?|University Medical Cent(?:re|er)|Clinique|Klinikum|Hôpital|Hospital Universitario"
 HEALTH_FACILITY = PatternRecognizer(
     "health_facility",
     "ORGANIZATION",
-    _org_pattern(
-        r"Hospitals?|Infirmary|Clinic|Medical Cent(?:re|er)|Health Cent(?:re|er)|Surgery|Medical Practice|Practice"
-        r"|Hospice|Care Home|Nursing Home|Health Board|NHS Trust|NHS Foundation Trust|Foundation Trust|Trust"
-        r"|Pharmacy|Dental Practice|Laboratories|Laboratory|Imaging Cent(?:re|er)|Rehabilitation Cent(?:re|er)"
-        r"|Children's Hospital|Maternity Unit|Walk-in Cent(?:re|er)|Polyclinic|Sanatorium|Medical Group|Health System",
-        head_first=r"University Hospitals?|University Medical Cent(?:re|er)|Clinique|Klinikum|Hôpital|Hospital Universitario",
-    ),
+    _org_pattern(_HEALTH_HEADS, head_first=_HEALTH_HEADS_FIRST),
     0.9,
     groups=_PLACE_GROUPS,
     validate=_strip_article,
     strip_leading=_CONNECTORS,
+    # Every match names one of its heads and stays on its line: only those lines are searched.
+    line_anchor=f"{_HEALTH_HEADS}|{_HEALTH_HEADS_FIRST}",
 )
 MRN = KeywordValueRecognizer(
     "mrn",
@@ -78,7 +81,8 @@ MRN = KeywordValueRecognizer(
 NHS_NUMBER = PatternRecognizer(
     "nhs_number",
     "ID",
-    r"(?<![\d-])\d{3}[ -]?\d{3}[ -]?\d{4}(?![\d-])",
+    # "(?<![\d-])\d{3}[ -]?\d{3}[ -]?\d{4}", the first digit before the look-behind (patterns.FAST_SCAN_NOTE)
+    r"\d(?<![\d-]\d)\d{2}[ -]?\d{3}[ -]?\d{4}(?![\d-])",
     0.6,
     validate=_nhs_number,
 )
@@ -107,28 +111,34 @@ COURT = PatternRecognizer(
     0.92,
     groups=_PLACE_GROUPS,
     strip_leading=_CONNECTORS,
+    line_anchor=r"Court|Tribunal|Bailey|Division|Chamber",  # one of these is in every match
 )
+_FIRM_SUFFIXES = r"LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|Legal|Law|& Partners|& Co\.?|Advocates|Notaries"
 LAW_FIRM = PatternRecognizer(
     "law_firm",
     "ORGANIZATION",
     rf"(?<![\w])(?P<org>(?:(?:{_PARTICLE})[ \t]+)*(?:{_CAP}(?:[ \t]+(?:&|and)[ \t]+|,[ \t]+|[ \t]+)(?:(?:{_PARTICLE})[ \t]+)*){{1,4}}"
-    r"(?:LLP|Solicitors|Chambers|Attorneys(?: at Law)?|Law Firm|Law Group|Legal Services|Legal|Law|& Partners|& Co\.?|Advocates|Notaries)(?![\w]))"
-    + _PLACE,
+    rf"(?:{_FIRM_SUFFIXES})(?![\w]))" + _PLACE,
     0.9,
     groups=_PLACE_GROUPS,
     validate=_strip_article,
     strip_leading=_CONNECTORS,
+    line_anchor=_FIRM_SUFFIXES,
 )
 # Any company by its legal-form suffix: parties in case files, employers in records and statements.
+_COMPANY_SUFFIXES = (
+    r"Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|Incorporated|PLC|plc|GmbH|S\.A\.|S\.p\.A\.|SARL|AG|BV|B\.V\.|N\.V\.|Pty(?: Ltd)?|Corp\.?"
+    r"|Corporation|Group|Holdings|& Co\.?|Company|& Sons|& Daughters|Partners|Associates|Enterprises|Industries"
+)
 COMPANY = PatternRecognizer(
     "company",
     "ORGANIZATION",
-    rf"(?<![\w])(?P<org>{_LEAD}(?:{_CAP}|St\.?)(?:[ \t]+|[ \t]*&[ \t]*)(?:Ltd\.?|Limited|LLC|L\.L\.C\.|Inc\.?|Incorporated|PLC|plc|GmbH|S\.A\.|S\.p\.A\.|SARL|AG|BV|B\.V\.|N\.V\.|Pty(?: Ltd)?|Corp\.?"
-    r"|Corporation|Group|Holdings|& Co\.?|Company|& Sons|& Daughters|Partners|Associates|Enterprises|Industries)(?![\w]))" + _PLACE,
+    rf"(?<![\w])(?P<org>{_LEAD}(?:{_CAP}|St\.?)(?:[ \t]+|[ \t]*&[ \t]*)(?:{_COMPANY_SUFFIXES})(?![\w]))" + _PLACE,
     0.88,
     groups=_PLACE_GROUPS,
     validate=_strip_article,
     strip_leading=_CONNECTORS,
+    line_anchor=_COMPANY_SUFFIXES,
 )
 
 CASE_NUMBER = KeywordValueRecognizer(
@@ -174,7 +184,8 @@ SWIFT_BIC = KeywordValueRecognizer(
 SWIFT_WITH_DIGIT = PatternRecognizer(
     "swift_with_digit",
     "ID",
-    rf"\b[A-Z]{{4}}(?:{_ISO_COUNTRY})(?=[A-Z0-9]{{0,4}}\d)[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?\b",
+    # "\b[A-Z]{4}...", the first letter before the word-start check (patterns.FAST_SCAN_NOTE)
+    rf"[A-Z](?<![\w][A-Z])[A-Z]{{3}}(?:{_ISO_COUNTRY})(?=[A-Z0-9]{{0,4}}\d)[A-Z0-9]{{2}}(?:[A-Z0-9]{{3}})?\b",
     0.85,
 )
 SORT_CODE = KeywordValueRecognizer(
@@ -185,7 +196,8 @@ SORT_CODE = KeywordValueRecognizer(
     0.92,
     connector=r"[ \t]*[:#]?[ \t]*",
 )
-SORT_CODE_SHAPE = PatternRecognizer("sort_code_shape", "ID", r"(?<![\d-])\d{2}-\d{2}-\d{2}(?![\d-])", 0.85)
+# "(?<![\d-])\d{2}-\d{2}-\d{2}", the first digit before the look-behind (patterns.FAST_SCAN_NOTE)
+SORT_CODE_SHAPE = PatternRecognizer("sort_code_shape", "ID", r"\d(?<![\d-]\d)\d-\d{2}-\d{2}(?![\d-])", 0.85)
 ACCOUNT_NUMBER = KeywordValueRecognizer(
     "account_number",
     "ID",
@@ -195,19 +207,21 @@ ACCOUNT_NUMBER = KeywordValueRecognizer(
     0.92,
     connector=r"\.?(?:[ \t]*(?:number|no|num|#|id)(?![\w])\.?)?[ \t]*(?:ending(?:[ \t]+in)?)?[ \t]*[:#]?[ \t]*",
 )
+_FINANCE_HEADS = (
+    r"Bank|Banking Group|Building Society|Credit Union|Bancorp|Savings and Loan|Trust Company|Insurance|Assurance"
+    r"|Capital|Investments|Securities|Asset Management|Wealth Management|Financial|Finance|Lending|Mortgages|Payments"
+    r"|Mutual|Savings Bank|Savings|Logistics|Consulting|Solutions|Systems|Technologies|Engineering|Healthcare|Retail"
+)
+_FINANCE_HEADS_FIRST = r"Bank of|Banco|Banque|Caisse|Sparkasse|Credit Union of"
 FINANCE_ORG = PatternRecognizer(
     "finance_org",
     "ORGANIZATION",
-    _org_pattern(
-        r"Bank|Banking Group|Building Society|Credit Union|Bancorp|Savings and Loan|Trust Company|Insurance|Assurance"
-        r"|Capital|Investments|Securities|Asset Management|Wealth Management|Financial|Finance|Lending|Mortgages|Payments"
-        r"|Mutual|Savings Bank|Savings|Logistics|Consulting|Solutions|Systems|Technologies|Engineering|Healthcare|Retail",
-        head_first=r"Bank of|Banco|Banque|Caisse|Sparkasse|Credit Union of",
-    ),
+    _org_pattern(_FINANCE_HEADS, head_first=_FINANCE_HEADS_FIRST),
     0.88,
     groups=_PLACE_GROUPS,
     validate=_strip_article,
     strip_leading=_CONNECTORS,
+    line_anchor=f"{_FINANCE_HEADS}|{_FINANCE_HEADS_FIRST}",
 )
 EMPLOYER_AFTER_CUE = KeywordValueRecognizer(
     "employer_after_cue",

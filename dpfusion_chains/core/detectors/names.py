@@ -197,11 +197,12 @@ class NameAfterTriggerRecognizer:
         # Trigger, then separators (":", ",", "-", "the"), then the name starts. Role triggers are
         # matched on a lower-cased copy (same offsets), titles ("Dr", "Ms") case-sensitively.
         tail = r")(?![\w])\.?(?:[ \t]*[:,\-–][ \t]*|[ \t]+)(?:(?:the|The)[ \t]+)?"
-        self.loose = _keyword_regex(loose, tail) if loose else None
-        # Role words in the plural only as a list heading ("Borrowers: X and Y"); "Smith Solicitors." is not one.
-        plurals = [f"{t}s" for t in loose if t[-1:].isalpha()]
-        self.plural = _keyword_regex(plurals, r")(?![\w])[ \t]*:[ \t]*") if plurals else None
-        self.strict = re.compile(r"(?<![\w])(?:" + "|".join(strict) + tail) if strict else None
+        # Role words also in the plural, but only as a list heading ("Borrowers: X and Y"; "Smith
+        # Solicitors." is not one): an "s" after a keyword ending in a letter, then a colon. One
+        # regex for both forms, so the page is scanned once.
+        plural_tail = r"|(?<=[^\W\d_])s(?![\w])[ \t]*:[ \t]*)"
+        self.loose = _keyword_regex(loose, ")(?:" + tail[1:] + plural_tail) if loose else None
+        self.strict = _keyword_regex(strict, tail) if strict else None
         self.pattern = re.compile(trigger_pattern) if trigger_pattern else None
         # A lower-case ``trigger_pattern`` runs on the lower-cased copy (case-insensitive, and faster).
         self.pattern_on_lowered = lowered_pattern
@@ -209,7 +210,7 @@ class NameAfterTriggerRecognizer:
     def find(self, text: str) -> Iterator[DetectedSpan]:
         low = lowered(text)
         pattern_text = low if self.pattern_on_lowered else text
-        for regex, haystack in ((self.strict, text), (self.loose, low), (self.plural, low), (self.pattern, pattern_text)):
+        for regex, haystack in ((self.strict, text), (self.loose, low), (self.pattern, pattern_text)):
             if regex is None:
                 continue
             for match in regex.finditer(haystack):

@@ -68,7 +68,7 @@ _CITY = rf"(?:[{UPPER}][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|de
 
 
 def _digits(text: str) -> int:
-    return sum(c.isdigit() for c in text)
+    return sum(map(str.isdigit, text))
 
 
 # ----------------------------------------------------------------------------- validators
@@ -120,20 +120,25 @@ _UNIT_SUFFIX = re.compile(
 
 def _identifier(match: str) -> bool:
     """An alphanumeric token is an identifier if it carries enough digits to number things."""
+    # (map over str methods and precompiled patterns: this runs for every digit-bearing token)
     digits = _digits(match)
-    letters = sum(c.isalpha() for c in match)
+    letters = sum(map(str.isalpha, match))
     if _UNIT_SUFFIX.match(match):
         return False
     if letters == 0:
         # Pure numbers: 5+ digits, or digit groups joined by separators ("443-21"); a lone
         # 4-digit number is most likely a year or a quantity.
-        if re.fullmatch(r"\d+", match):
+        if _ALL_DIGITS.fullmatch(match):
             return digits >= 5
-        return digits >= 4 and not re.fullmatch(r"\d+[.,]\d+", match)
+        return digits >= 4 and not _DECIMAL.fullmatch(match)
     # Mixed tokens: 3+ digits ("A1234567"), or 2 digits in an all-caps code ("AB12CD"); words with
     # lower-case parts and few digits ("54-year-old", "HbA1c") are not. Recall-first, an all-caps
     # term such as "COVID-19" is taken as a code.
-    return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(c.islower() for c in match))
+    return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(map(str.islower, match)))
+
+
+_ALL_DIGITS = re.compile(r"\d+")
+_DECIMAL = re.compile(r"\d+[.,]\d+")
 
 
 def _ipv6(match: str) -> bool:
@@ -152,11 +157,18 @@ def _ipv4(match: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- recognizers
+# FAST_SCAN_NOTE: Python's `re` scans fast to the characters that can start a match only when the
+# pattern opens with a plain character or class; a pattern opening with a look-behind is tried at
+# every character of the page. So where a match must start with a digit (or "@", a space), that
+# character comes first and the look-behind after it: "\d(?<![\d-]\d)..." means the same as
+# "(?<![\d-])\d..." (the character before the first digit is no digit or hyphen), 2-7x faster.
 EMAIL = PatternRecognizer(
     "email",
     "EMAIL_ADDRESS",
     r"(?<![\w.+-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])",
-    0.95,
+    # Unmistakable; Presidio's e-mail recognizer, which this one replaces, scores a valid one 1.0.
+    1.0,
+    word_anchor="@",  # tried only on the words holding an "@"
 )
 URL = PatternRecognizer(
     "url",
@@ -166,11 +178,13 @@ URL = PatternRecognizer(
     r"(?:/[^\s<>\"')\]]*[^\s<>\"')\].,;:!?])?(?![\w@])",
     0.85,
     flags=re.IGNORECASE,
+    word_anchor=r"(?i)://|www\.|\.[a-z]",  # every URL holds one: only the words holding one are tried
 )
 IP_ADDRESS = PatternRecognizer(
     "ip",
     "IP_ADDRESS",
-    r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)",
+    # First digit, then the look-behind (see FAST_SCAN_NOTE): "(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}".
+    r"\d(?<![\d.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.]|\.\d)",
     0.9,
     validate=_ipv4,
 )
@@ -191,7 +205,8 @@ IBAN = PatternRecognizer(
 CARD = PatternRecognizer(
     "card",
     "CREDIT_CARD",
-    r"(?<![\d-])(?:\d{4}[ -]?){3}\d{1,7}(?![\d-])|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}(?![\d-])",
+    # "(?<![\d-])(?:\d{4}[ -]?){3}\d{1,7}|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}", first digit taken out (FAST_SCAN_NOTE).
+    r"\d(?<![\d-]\d)(?:\d{3}[ -]?(?:\d{4}[ -]?){2}\d{1,7}(?![\d-])|\d{3}[ -]?\d{6}[ -]?\d{5}(?![\d-]))",
     0.95,
     validate=_card,
 )
@@ -321,13 +336,15 @@ US_CITY_STATE = PatternRecognizer(
     0.85,
     groups={"city": "LOCATION", "state": "LOCATION"},
     validate=lambda m: m.split()[0] not in {"The", "A", "An", "In", "At", "On", "Of", "From", "To", "And"},
+    line_anchor=rf",[ \t]+(?:{US_STATES})(?![\w])",  # only lines with ", <state>" are searched
 )
 # UK vehicle registrations ("AB12 CDE") and the digits after "number"/"no."/"#" ("collar number 5851").
 # UK National Insurance numbers, spaced or not ("QQ 12 34 56 C").
-NINO = PatternRecognizer("nino", "ID", r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b", 0.9)
+# ("\b[A-Z]{2}...": the first letter comes before the word-start check, see FAST_SCAN_NOTE)
+NINO = PatternRecognizer("nino", "ID", r"[A-Z](?<![\w][A-Z])[A-Z][ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b", 0.9)
 # Social and payment-app handles ("@jane-roe82").
-USERNAME = PatternRecognizer("username", "ID", r"(?<![\w@.])@\w(?:[\w.\-]{0,30}\w)?(?![\w@])", 0.85)
-VEHICLE_PLATE = PatternRecognizer("vehicle_plate", "ID", r"\b[A-Z]{2}\d{2}[ ]?[A-Z]{3}\b", 0.8)
+USERNAME = PatternRecognizer("username", "ID", r"@(?<![\w@.]@)\w(?:[\w.\-]{0,30}\w)?(?![\w@])", 0.85)  # FAST_SCAN_NOTE
+VEHICLE_PLATE = PatternRecognizer("vehicle_plate", "ID", r"[A-Z](?<![\w][A-Z])[A-Z]\d{2}[ ]?[A-Z]{3}\b", 0.8)  # FAST_SCAN_NOTE
 NUMBER_AFTER_CUE = PatternRecognizer(
     "number_after_cue",
     "ID",
@@ -337,7 +354,7 @@ NUMBER_AFTER_CUE = PatternRecognizer(
     validate=lambda m: not _UNIT_SUFFIX.match(m),
 )
 # "Jane Roe (54)": a bracketed number right after a word is, in records, nearly always an age.
-AGE_IN_BRACKETS = PatternRecognizer("age_in_brackets", "AGE", r"(?<=[^\W\d_])[ \t]\((\d{1,3})\)", 0.75, group=1)
+AGE_IN_BRACKETS = PatternRecognizer("age_in_brackets", "AGE", r"[ \t](?<=[^\W\d_][ \t])\((\d{1,3})\)", 0.75, group=1)  # FAST_SCAN_NOTE
 # Continental codes come before the town ("10115 Berlin"); a bare 4-5 digit number is too weak alone.
 EU_POSTCODE = PatternRecognizer(
     "eu_postcode",

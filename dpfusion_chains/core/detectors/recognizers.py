@@ -30,6 +30,13 @@ class PatternRecognizer:
     street as ADDRESS and the city after it as LOCATION. ``validate(span_text)``, applied to the
     spans of the recognizer's own type, may veto a match (return False), keep it (True), or
     retype/rescore it (return a ``(type, score)`` pair).
+
+    ``word_anchor``, for patterns whose matches never contain whitespace: a regular expression
+    every match contains ("@" for e-mail addresses). The pattern then runs only over the stretches
+    between whitespace that hold an anchor, instead of being tried at every character of the text.
+    The matches are the same provided the pattern's look-aheads need not see past the stretch.
+    ``line_anchor``, likewise, for patterns whose matches never span a line end ("Hospital" for
+    care facilities): the pattern runs only over the lines holding an anchor.
     """
 
     def __init__(
@@ -44,6 +51,8 @@ class PatternRecognizer:
         groups: Mapping[int | str, str] | None = None,
         validate: Callable[[str], bool | tuple[str, float]] | None = None,
         strip_leading: Iterable[str] = (),
+        word_anchor: str | None = None,
+        line_anchor: str | None = None,
     ) -> None:
         self.name = name
         self.entity_type = entity_type
@@ -52,9 +61,35 @@ class PatternRecognizer:
         self.regex = re.compile(pattern, flags)
         self.groups: dict[int | str, str] = dict(groups) if groups else {group: entity_type}
         self.validate = validate
+        if word_anchor and line_anchor:
+            raise ValueError("give a word anchor or a line anchor, not both")
+        self.word_anchor = re.compile(word_anchor) if word_anchor else None
+        self.line_anchor = re.compile(line_anchor) if line_anchor else None
+
+    def matches(self, text: str) -> Iterator[re.Match[str]]:
+        """The pattern's matches, left to right, not overlapping (as `finditer`)."""
+        anchors = self.word_anchor or self.line_anchor
+        if anchors is None:
+            yield from self.regex.finditer(text)
+            return
+        end = 0
+        for anchor in anchors.finditer(text):
+            if anchor.start() < end:
+                continue  # its word or line was searched already
+            if self.line_anchor is not None:
+                start = text.rfind("\n", 0, anchor.start()) + 1
+                # The line end stays inside (look-aheads for "\n" see it); matches cannot cross it.
+                end = text.find("\n", anchor.start()) + 1 or len(text)
+            else:
+                start = anchor.start()
+                while start > 0 and not text[start - 1].isspace():
+                    start -= 1
+                end = _NON_SPACE.match(text, anchor.start()).end()  # type: ignore[union-attr]
+            # Look-behinds still see the text before `start`.
+            yield from self.regex.finditer(text, start, end)
 
     def find(self, text: str) -> Iterator[DetectedSpan]:
-        for match in self.regex.finditer(text):
+        for match in self.matches(text):
             for group, entity_type in self.groups.items():
                 start, end = match.span(group)
                 if start < 0 or end <= start:
@@ -81,6 +116,9 @@ class PatternRecognizer:
 
     def __repr__(self) -> str:
         return f"PatternRecognizer({self.name!r}, {self.entity_type!r})"
+
+
+_NON_SPACE = re.compile(r"\S*")
 
 
 class TermsRecognizer:
@@ -150,9 +188,32 @@ _lower_cache: dict[str, str] = {}
 
 
 def _keyword_regex(keywords: Iterable[str], tail: str = ")(?![\\w])") -> re.Pattern[str]:
-    """Whole-word alternation of lower-case keywords (regex fragments allowed), then `tail`."""
-    body = "|".join(sorted(keywords, key=len, reverse=True))
-    return re.compile(r"(?<![\w])(?:" + body + tail)
+    """Whole-word alternation of keywords (regex fragments allowed, longest first), then `tail`
+    (which closes the alternation's group)."""
+    ordered = sorted(keywords, key=len, reverse=True)
+    groups = _by_first_character(ordered)
+    if groups is None:
+        return re.compile(r"(?<![\w])(?:" + "|".join(ordered) + tail)
+    # Same matches, several times faster on a page: `re` tries a 200-word alternation at every
+    # character, and a pattern that opens with a look-behind gets no fast scan. Grouped by first
+    # character ("p(?:atient|olicy)|a(?:pplicant)"), it skips to the characters that can start a
+    # keyword and tries one group there. The word-boundary check moves after that first character
+    # (`(?<![\w].)`: the character before it is no word character). Keywords with different first
+    # characters never match at the same place, and each group keeps the longest-first order.
+    body = "|".join(first + r"(?<![\w].)(?:" + "|".join(rests) + ")" for first, rests in groups.items())
+    return re.compile("(?:" + body + tail)
+
+
+def _by_first_character(fragments: list[str]) -> dict[str, list[str]] | None:
+    """The fragments grouped by a literal first character (order kept), or None if one does not
+    start with a plain letter or digit that stands alone (no quantifier after it) or holds a "|"."""
+    groups: dict[str, list[str]] = {}
+    for fragment in fragments:
+        first, rest = fragment[:1], fragment[1:]
+        if not first.isalnum() or rest[:1] in ("?", "*", "+", "{") or "|" in fragment:
+            return None
+        groups.setdefault(first, []).append(rest)
+    return groups
 
 
 class KeywordValueRecognizer:
@@ -204,17 +265,18 @@ class KeywordValueRecognizer:
         return f"KeywordValueRecognizer({self.name!r}, {self.entity_type!r})"
 
 
-_DIGITS = re.compile(r"\d+")
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/._][A-Za-z0-9]+)*")
-_SEPARATORS = "-/._"
+# A token of ASCII letters/digits joined by single separators (- / . _) that holds a digit, in one
+# regex: its first character, then a look-behind (no letter/digit before it; first, so that `re`
+# scans fast to letters and digits), then either the rest of the token (the first character was a
+# digit) or the rest up to a digit and on to the token's end. A token without a digit fails at once.
+_REST = r"[A-Za-z0-9]*(?:[-/._][A-Za-z0-9]+)*"
+_DIGIT_TOKEN = re.compile(
+    rf"[A-Za-z0-9](?<![A-Za-z0-9].)(?:(?<=[0-9]){_REST}|(?:[A-Za-z0-9]*[-/._](?=[A-Za-z0-9]))*[A-Za-z0-9]*[0-9]{_REST})"
+)
 
 
 class DigitTokenRecognizer:
-    """Alphanumeric tokens that carry digits ("ZX-99120", "443-21", "A1234567"), judged by `validate`.
-
-    It starts from each run of digits and grows the token both ways, instead of asking the regex
-    engine to try a token pattern at every character of the text.
-    """
+    """Alphanumeric tokens that carry digits ("ZX-99120", "443-21", "A1234567"), judged by `validate`."""
 
     def __init__(self, name: str, entity_type: str, validate: Callable[[str], bool], score: float = 0.65) -> None:
         self.name = name
@@ -223,20 +285,8 @@ class DigitTokenRecognizer:
         self.score = score
 
     def find(self, text: str) -> Iterator[DetectedSpan]:
-        done = 0
-        for run in _DIGITS.finditer(text):
-            if run.start() < done:
-                continue
-            start = run.start()
-            while start > 0 and (
-                text[start - 1].isascii() and text[start - 1].isalnum()
-                or (text[start - 1] in _SEPARATORS and start > 1 and text[start - 2].isascii() and text[start - 2].isalnum())
-            ):
-                start -= 1
-            token = _TOKEN.match(text, start)
-            if token is None:
-                continue
-            end = done = token.end()
+        for token in _DIGIT_TOKEN.finditer(text):
+            start, end = token.span()
             before = text[start - 1] if start else " "
             after = text[end : end + 2]
             # Part of an e-mail, URL path, file name or a longer word: not a standalone identifier.
