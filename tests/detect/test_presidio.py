@@ -50,8 +50,12 @@ def test_configuration_follows_the_design(default: PresidioDetector) -> None:
     ignored = set(engine.ner_model_configuration.labels_to_ignore)
     assert {"ORGANIZATION", "CARDINAL", "MONEY"} <= ignored  # Presidio's default: no spaCy ORG false positives
     names = {r.name for r in default.analyzer.registry.recognizers}
-    assert "PhoneRecognizer" not in names and "UrlRecognizer" not in names
-    assert "OfflineEmailRecognizer" in names and "SpacyRecognizer" in names
+    # replaced by ours (duplicated work): phone, URL, e-mail, IBAN, card, date, IP, US licence
+    assert not names & {"PhoneRecognizer", "UrlRecognizer", "EmailRecognizer", "IbanRecognizer", "DateRecognizer", "IpRecognizer"}
+    assert "SpacyRecognizer" in names and "UsSsnRecognizer" in names
+    # types whose Presidio patterns all score below the profile's threshold are not looked for
+    assert "US_PASSPORT" not in default.presidio_entities and "US_SSN" in default.presidio_entities
+    assert "US_PASSPORT" in make_detector("presidio", score_threshold=0.05).presidio_entities  # type: ignore[attr-defined]
 
 
 def test_finds_what_ner_alone_misses(default: PresidioDetector) -> None:
@@ -59,20 +63,28 @@ def test_finds_what_ner_alone_misses(default: PresidioDetector) -> None:
     spans = found(default, text)
     assert ("Jane Roe", "PERSON") in spans
     assert ("12 Elm Lane", "ADDRESS") in spans
-    assert ("ZX-99120", "ID") in spans
+    # NER sees "badge ZX-99120. Gloria ..." as context for "Gloria" and may take "badge" too
+    assert ("ZX-99120", "ID") in spans or ("badge ZX-99120", "ID") in spans
     assert ("Gloria Mendes", "PERSON") in spans  # no cue: spaCy's NER
     assert ("Toronto", "LOCATION") in spans
 
 
 def test_ner_runs_only_where_it_can_add_something(default: PresidioDetector) -> None:
-    from dpfusion_chains.core.detectors.presidio import ner_segments
+    from dpfusion_chains.core.detectors.presidio import ner_windows
 
     text = "MRN 443-21. On 3 March 2024 the Hospital team saw him.\nGloria Mendes spoke in Toronto."
     covered = bytearray(len(text))
     for span in default.regex.raw_spans(text):
         covered[span.start : span.end] = b"\x01" * (span.end - span.start)
-    # only the last line holds capitalised words our recognizers left uncovered
-    assert [text[a:b] for a, b in ner_segments(text, covered)] == ["Gloria Mendes spoke in Toronto."]
+    # only the last line holds capitalised words our recognizers left uncovered: those words, with
+    # two words of context either side (across the line end)
+    assert [text[a:b] for a, b in ner_windows(text, covered)] == ["saw him.\nGloria Mendes spoke in Toronto."]
+    # function words, month names and years: a month or year our date recognizer left is a candidate
+    text = "If the Hospital agrees, Please call. We met in October and in 1998. Thanks"
+    assert [text[a:b] for a, b in ner_windows(text, bytearray(len(text)))] == ["met in October and in 1998. Thanks"]
+    # NER entities found in separate stretches (one spaCy Doc) map back to their places
+    text = "Lorem ipsum dolor sit amet, a b c d e f g h i j k Gloria Mendes l m n o p q r s t u v w x y z Toronto q r s."
+    assert {(text[s.start : s.end], s.entity_type) for s in default.detect(text)} >= {("Gloria Mendes", "PERSON"), ("Toronto", "LOCATION")}
     everywhere = make_detector("presidio", ner_scope="all")
     records = _subset("detect_holdout2.jsonl", 2)["legal"]
     assert evaluate(everywhere, records).total.recall == evaluate(make_detector("presidio", profile="general"), records).total.recall
@@ -94,7 +106,7 @@ def test_options_entities_threshold_lists_and_presidio_recognizers() -> None:
     only_email = make_detector("presidio", entities=["EMAIL_ADDRESS"])
     assert found(only_email, text) == [("jane.roe@example.com", "EMAIL_ADDRESS")]
     strict = make_detector("presidio", score_threshold=0.99)
-    assert found(strict, text) == [("jane.roe@example.com", "EMAIL_ADDRESS")]  # Presidio scores a valid e-mail 1.0
+    assert found(strict, text) == [("jane.roe@example.com", "EMAIL_ADDRESS")]  # an e-mail address scores 1.0
     lists = make_detector("presidio", deny_list={"Project Kestrel": "ORGANIZATION"}, allow_list=["Tom Hale"])
     spans = found(lists, text)
     assert ("Project Kestrel", "ORGANIZATION") in spans and not any("Tom" in t for t, _ in spans)
