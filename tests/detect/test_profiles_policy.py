@@ -124,3 +124,28 @@ def test_apply_profile_clips_and_merges() -> None:
     spans = [DetectedSpan(0, 4, "PERSON", 0.9), DetectedSpan(3, 6, "ID", 0.95), DetectedSpan(8, 20, "ID", 0.9)]
     out = apply_profile(text, spans, get_profile("general").model_copy(update={"propagate_names": False}))
     assert out == [DetectedSpan(0, 6, "ID", 0.95), DetectedSpan(8, 10, "ID", 0.9)]
+
+
+def test_merge_spans_matches_the_span_by_span_definition() -> None:
+    import random
+
+    def reference(spans: list[DetectedSpan], length: int | None) -> list[DetectedSpan]:
+        ordered = sorted(s if length is None else DetectedSpan(s.start, min(s.end, length), s.entity_type, s.score) for s in spans if length is None or s.start < length)
+        merged: list[DetectedSpan] = []
+        for span in ordered:
+            if merged and span.start <= merged[-1].end:
+                last = merged[-1]
+                winner = max((last, span), key=lambda s: (s.score, s.end - s.start))
+                merged[-1] = DetectedSpan(last.start, max(last.end, span.end), winner.entity_type, max(last.score, span.score))
+            else:
+                merged.append(span)
+        return merged
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        spans = []
+        for _ in range(rng.randint(0, 10)):
+            start = rng.randint(0, 30)
+            spans.append(DetectedSpan(start, start + rng.randint(1, 8), rng.choice("ABC"), rng.choice([0.5, 0.85, 0.9, 1.0])))
+        length = rng.choice([None, 10, 40])
+        assert merge_spans(spans, length) == reference(spans, length), (spans, length)
