@@ -194,6 +194,8 @@ IPV6 = PatternRecognizer(
     r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])",
     0.85,
     validate=_ipv6,
+    # Two colons at least, one of them before a hex digit or another colon: only such words are tried.
+    word_anchor=r":[0-9A-Fa-f:]",
 )
 IBAN = PatternRecognizer(
     "iban",

@@ -150,18 +150,21 @@ class TermsRecognizer:
     def find(self, text: str) -> Iterator[DetectedSpan]:
         haystack = lowered(text) if self.ignore_case else text
         done = 0
-        scanner = self._WORDS if self.ignore_case or not self._all_capitalised else self._CAPITALISED
-        for word in scanner.finditer(haystack):
-            if word.start() < done:
+        if self.ignore_case or not self._all_capitalised:
+            words: Iterable[tuple[int, str]] = ((m.start(), m.group()) for m in self._WORDS.finditer(haystack))
+        else:
+            words = capitalised_words(text)
+        for start, word in words:
+            if start < done:
                 continue
-            options = self.by_first.get(word.group().rstrip("."))
+            options = self.by_first.get(word.rstrip("."))
             if options is None:
                 continue
             for term in options:
-                end = word.start() + len(term)
-                if haystack.startswith(term, word.start()) and (end == len(text) or not (text[end].isalnum() or text[end] in "@_")):
-                    if word.start() == 0 or not (text[word.start() - 1].isalnum() or text[word.start() - 1] in "@_"):
-                        yield DetectedSpan(word.start(), end, self.entity_type, self.score)
+                end = start + len(term)
+                if haystack.startswith(term, start) and (end == len(text) or not (text[end].isalnum() or text[end] in "@_")):
+                    if start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "@_"):
+                        yield DetectedSpan(start, end, self.entity_type, self.score)
                         done = end
                     break
 
@@ -185,6 +188,21 @@ def lowered(text: str) -> str:
 
 
 _lower_cache: dict[str, str] = {}
+
+
+def capitalised_words(text: str) -> list[tuple[int, str]]:
+    """(start, word) for the words of `text` that start with a capital (Latin script), remembered
+    for the last few texts: the country, region and group gazetteers all look up the same words."""
+    words = _capitalised_cache.get(text)
+    if words is None:
+        words = [(m.start(), m.group()) for m in TermsRecognizer._CAPITALISED.finditer(text)]
+        if len(_capitalised_cache) > 8:
+            _capitalised_cache.clear()
+        _capitalised_cache[text] = words
+    return words
+
+
+_capitalised_cache: dict[str, list[tuple[int, str]]] = {}
 
 
 def _keyword_regex(keywords: Iterable[str], tail: str = ")(?![\\w])") -> re.Pattern[str]:
