@@ -6,9 +6,8 @@ Documents are 500-word stretches of the labelled evaluation set's texts (records
 lines), so they are as dense in names, dates and identifiers as real records. Reports the median
 over documents (best of `--repeat` runs each) and, for the default Presidio pipeline, where the time
 goes (spaCy NER on a whole document and on the few words the default sends it, our recognizers).
-Goal on the 2-core dev CPU: default
-pipeline <= 50 ms per document. ``--cpu-time`` measures process CPU time instead of wall time, which
-is steadier when other jobs share the machine.
+Goal on the 2-core dev CPU: default pipeline <= 50 ms per document. ``--cpu-time`` measures process
+CPU time instead of wall time, which is steadier when other jobs share the machine.
 """
 
 from __future__ import annotations

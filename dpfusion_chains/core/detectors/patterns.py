@@ -162,6 +162,8 @@ def _ipv4(match: str) -> bool:
 # every character of the page. So where a match must start with a digit (or "@", a space), that
 # character comes first and the look-behind after it: "\d(?<![\d-]\d)..." means the same as
 # "(?<![\d-])\d..." (the character before the first digit is no digit or hyphen), 2-7x faster.
+# Where the first character varies, a look-ahead for the characters a match can start with
+# ("(?=[A-Z\d])" for dates) is the next best thing: the rest is tried only there (~30% faster).
 EMAIL = PatternRecognizer(
     "email",
     "EMAIL_ADDRESS",
@@ -215,6 +217,7 @@ CARD = PatternRecognizer(
 MASKED_CARD = PatternRecognizer(
     "masked_card",
     "ID",
+    r"(?=[*xX•eElL])"  # FAST_SCAN_NOTE: what a match can start with
     r"(?P<masked>(?:[*xX•]{4}[ -]?){1,3}\d{4})\b|(?<![\w*])(?i:ending|ending in|ends in|last (?:four|4|three|3)(?: digits)?)[:\s]+(?P<last>\d{2,6})\b",
     0.85,
     groups={"masked": "ID", "last": "ID"},
@@ -223,7 +226,7 @@ PHONE = PatternRecognizer(
     "phone",
     "PHONE_NUMBER",
     # international (+44 / 0044), national trunk-0 (0113 496 0000, 07700 900123), and NANP formats
-    r"(?<![\w+/.-])(?:(?:\+|00)\d{1,3}[\s.-]?(?:\(0\)[\s.-]?)?(?:\(?\d{1,5}\)?[\s.-]?){1,4}\d{2,6}"
+    r"(?=[+(\d])(?<![\w+/.-])(?:(?:\+|00)\d{1,3}[\s.-]?(?:\(0\)[\s.-]?)?(?:\(?\d{1,5}\)?[\s.-]?){1,4}\d{2,6}"
     r"|\(0?\d{2,5}\)[\s.-]?\d{3,4}[\s.-]?\d{3,4}"
     r"|0\d{2,5}[\s.-]?\d{3,4}[\s.-]?\d{2,4}"
     r"|\(?[2-9]\d{2}\)?[\s.-]\d{3}[\s.-]\d{4})"
@@ -243,7 +246,7 @@ PHONE_AFTER_LABEL = KeywordValueRecognizer(
 DATE = PatternRecognizer(
     "date",
     "DATE_TIME",
-    rf"(?<![\w/.-])(?:{WEEKDAY})?(?:"
+    rf"(?=[A-Z\d])(?<![\w/.-])(?:{WEEKDAY})?(?:"
     rf"{DAY}(?:\s+of)?[\s-]+{MONTH}(?:,?[\s-]+(?:{YEAR}|'\d{{2}}))?"  # 3 March 2024, 3rd of March
     rf"|{MONTH}\s+{DAY}(?:,?\s+{YEAR})?"  # March 3, 2024
     rf"|{MONTH},?\s+{YEAR}"  # March 2024
@@ -256,7 +259,7 @@ DATE = PatternRecognizer(
 TIME = PatternRecognizer(
     "time",
     "DATE_TIME",
-    r"(?<![\w:.])(?:(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?(?i:am|pm|a\.m\.|p\.m\.|hrs|h)\b)?"
+    r"(?=\d)(?<![\w:.])(?:(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?(?i:am|pm|a\.m\.|p\.m\.|hrs|h)\b)?"
     r"|(?:[01]?\d|2[0-3])\.[0-5]\d\s?(?i:am|pm|a\.m\.|p\.m\.|hrs)"
     r"|(?:1[0-2]|0?[1-9])\s?(?i:am|pm|a\.m\.|p\.m\.)"
     r"|(?:[01]\d|2[0-3])[0-5]\d\s?(?i:hrs|hours|h)\b)",
@@ -283,7 +286,7 @@ AGE_AFTER_KEYWORD = KeywordValueRecognizer(
 MONEY = PatternRecognizer(
     "money",
     "MONEY",
-    r"(?:-\s?)?(?:[£$€¥₹₦]|\b(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|NZD|INR|NGN|ZAR|SEK|NOK|DKK|PLN|CZK|HUF|BRL|MXN|CNY|HKD|SGD|AED|US\$|A\$|C\$)\s?)"
+    r"(?=[-£$€¥₹₦A-Z\d])(?:-\s?)?(?:[£$€¥₹₦]|\b(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|NZD|INR|NGN|ZAR|SEK|NOK|DKK|PLN|CZK|HUF|BRL|MXN|CNY|HKD|SGD|AED|US\$|A\$|C\$)\s?)"
     # grouped (1,250 / 1.250 / 1 250) or plain (3269) digits, then cents
     r"\s?(?:\d{1,3}(?:[,.\u202f ]\d{3})+|\d+)(?:[.,]\d{1,2})?(?:\s?(?:k|m|bn|million|billion|thousand)\b)?"
     r"|\b(?:\d{1,3}(?:[,.\u202f]\d{3})+|\d+)(?:[.,]\d{1,2})?\s?(?:USD|GBP|EUR|CHF|JPY|CAD|AUD|INR|NGN|ZAR|PLN"
@@ -295,7 +298,7 @@ STREET_ADDRESS = PatternRecognizer(
     "ADDRESS",
     # "Flat 2, 12 Elm Lane, Leeds": the street is ADDRESS, the town after it LOCATION.
     # The town must be followed by punctuation, a line end, a postcode/state or a lower-case word.
-    rf"(?P<street>\b{_UNIT}?{_HOUSE_NUMBER}{_STREET})(?:,[ \t]*(?P<city>{_CITY})(?=[ \t]*(?:[^\w \t]|$|{UK_POSTCODE}\b|\b(?:{US_STATES})\b|[a-z])))?",
+    rf"(?=[A-Z\d])(?P<street>\b{_UNIT}?{_HOUSE_NUMBER}{_STREET})(?:,[ \t]*(?P<city>{_CITY})(?=[ \t]*(?:[^\w \t]|$|{UK_POSTCODE}\b|\b(?:{US_STATES})\b|[a-z])))?",
     0.9,
     groups={"street": "ADDRESS", "city": "LOCATION"},
 )
@@ -303,7 +306,7 @@ STREET_NAME = PatternRecognizer(
     "street_name",
     "ADDRESS",
     # A street without a house number ("lives on Elm Lane"); the unambiguous suffixes only.
-    rf"(?<![\w])(?:{NAME_WORD}\s+){{1,3}}(?:Street|Road|Lane|Avenue|Drive|Crescent|Terrace|Boulevard|Gardens|Grove|Mews|Close|Parade|Row|Square)\b",
+    rf"(?=[{UPPER}])(?<![\w])(?:{NAME_WORD}\s+){{1,3}}(?:Street|Road|Lane|Avenue|Drive|Crescent|Terrace|Boulevard|Gardens|Grove|Mews|Close|Parade|Row|Square)\b",
     0.7,
     validate=lambda m: m.split()[0] not in {"The", "A", "An", "This", "That", "On", "In", "At", "Of", "Our", "His", "Her", "Their"},
 )
@@ -350,7 +353,7 @@ VEHICLE_PLATE = PatternRecognizer("vehicle_plate", "ID", r"[A-Z](?<![\w][A-Z])[A
 NUMBER_AFTER_CUE = PatternRecognizer(
     "number_after_cue",
     "ID",
-    r"(?:\b(?i:number|no|nr|num)\b\.?|#)[ \t]*[:#]?[ \t]*(\d[\dA-Za-z/-]*\d)(?![\w-])",
+    r"(?=[nN#])(?:\b(?i:number|no|nr|num)\b\.?|#)[ \t]*[:#]?[ \t]*(\d[\dA-Za-z/-]*\d)(?![\w-])",
     0.7,
     group=1,
     validate=lambda m: not _UNIT_SUFFIX.match(m),
