@@ -219,7 +219,8 @@ _ORG_NAME_MIN_SCORE = 0.88
 @functools.lru_cache(maxsize=1)
 def _function_words() -> frozenset[str]:
     """English function words (spaCy's stop-word list), capitalised at the start of a sentence
-    ("If", "Please") but never a name or a place; less "will" and "may" (a name, a month)."""
+    ("If", "Please") but never a name or a place; less "will", "may" and "ca" (a name, a month,
+    California)."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
     return frozenset(STOP_WORDS) - {"will", "may", "ca"}
