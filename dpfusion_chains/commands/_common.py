@@ -37,7 +37,6 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_engine(args: argparse.Namespace) -> Any:
     from dpfusion_chains.core.detect import available_detectors
-    import dpfusion_chains.core.detectors  # noqa: F401 - registers the built-in detector names
     from dpfusion_chains.core.engine import DPFusionEngine
     from dpfusion_chains.core.params import make_settings
 

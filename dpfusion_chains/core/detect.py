@@ -91,6 +91,8 @@ def register_detector(name: str, factory: Callable[[], Detector]) -> None:
 
 
 def available_detectors() -> list[str]:
+    """Every registered detector name, the built-in ones included."""
+    _ensure_builtin_registered()
     return sorted(_FACTORIES)
 
 
