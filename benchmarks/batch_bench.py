@@ -17,7 +17,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.speed_common import load_average, load_engine, peak_memory_mb, record_prompt, save, timed
+from benchmarks.speed_common import load_average, load_engine, peak_memory_mb, request_prompts, save, timed
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     engine = load_engine(args.device)
-    prompts = [record_prompt(1, record_offset=i, min_chars=800) for i in range(args.requests)]
+    prompts = request_prompts(args.requests)
     n, tokens = args.requests, args.tokens
 
     def sequential() -> list[Any]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.speed_common import load_average, load_engine, record_prompt, save, timed
+from benchmarks.speed_common import load_average, load_engine, request_prompts, save, timed
 
 VERSION = "0.1.0"
 CACHE = Path(__file__).resolve().parent / ".cache" / f"dp-fusion-lib-{VERSION}"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = import_reference()
     engine = load_engine(args.device)
     theirs = reference.DPFusion(model=engine.model, tokenizer=_NoEosTokenizer(engine.tokenizer))
-    prompts = [record_prompt(1, record_offset=i, min_chars=800) for i in range(args.requests)]
+    prompts = request_prompts(args.requests)
     token_views = [views(engine, p) for p in prompts]
     n, tokens = args.requests, args.tokens
     ours_settings: dict[str, Any] = {"alpha": ALPHA, "beta": BETA, "max_new_tokens": tokens, "detector": "whole"}

@@ -79,18 +79,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def best_of(repeats: int, fn: Callable[[int], Any]) -> tuple[float, Any]:
-    """(shortest wall time, that run's result) over `repeats` runs of fn(run index)."""
-    best, kept = float("inf"), None
-    for r in range(repeats):
-        sync()
-        start = time.perf_counter()
-        out = fn(r)
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed < best:
-            best, kept = elapsed, out
-    return best, kept
+def request_prompts(n: int) -> list[list[dict[str, Any]]]:
+    """`n` one-record questions (a different record each, ~370 prompt tokens): the concurrent
+    requests of the batching benchmarks."""
+    return [record_prompt(1, record_offset=i, min_chars=800) for i in range(n)]
 
 
 def sync() -> None:
