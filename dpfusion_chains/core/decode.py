@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.compiled import CompiledForward, StaticBatch
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
 from dpfusion_chains.core.kvcache import new_cache
@@ -115,8 +116,11 @@ class DecodeBatch:
     """Device-side state of the rows still decoding: KV cache, attention mask, positions, the
     logits waiting to be sampled, and the index plan of the fused step."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None,
+                 compiled: CompiledForward | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.compiled = compiled                      # optional compiled step (core.compiled)
+        self.static: StaticBatch | None = None        # the cache frozen for it; None while eager
         if pad_id is None:
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.pad_id = pad_id
@@ -158,6 +162,7 @@ class DecodeBatch:
 
     def add(self, requests: list[DecodeRequest]) -> None:
         """Prefill `requests` and merge them into the batch; their logits wait for the next step."""
+        self._thaw()
         for req in requests:
             cache, mask, lead, last_pos, logits = self._prefill_one(req)
             if not self.requests:
@@ -191,6 +196,7 @@ class DecodeBatch:
         """Drop the requests at positions `gone` (indices into self.requests)."""
         if not gone:
             return
+        self._thaw()
         keep_rows: list[int] = []
         row = 0
         for i, req in enumerate(self.requests):
@@ -249,12 +255,37 @@ class DecodeBatch:
 
     def _advance(self, tokens: torch.Tensor) -> None:
         ids = tokens[self.plan.row_request][:, None]
-        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         self.last_pos = self.last_pos + 1
+        if self._freeze():
+            logits = self.compiled(ids, self.static.next_mask(), self.last_pos, self.static)
+            if logits is not None:
+                self.static.advanced()
+                self.logits = logits
+                return
+            self._thaw()  # the graph could not be built: this and every later step run eagerly
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         # A 4-D boolean mask goes to SDPA as is (no per-step mask building, no host check of
         # whether it is all ones); without padding no mask is needed at all.
         mask = self.mask[:, None, None, :] if self.padded else None
         self.logits, self.cache = _forward(self.model, ids, mask, self.last_pos, self.cache)
+
+    # -- compiled steps ---------------------------------------------------------------------
+    def _freeze(self) -> bool:
+        """Whether this step runs compiled; freezes the cache (again) when needed."""
+        if self.compiled is None or self.compiled.broken or not CompiledForward.supports(self.cache):
+            return False
+        if self.static is not None and self.static.full:
+            self._thaw()
+        if self.static is None:
+            room = max(r.max_new_tokens - len(r.generated) for r in self.requests) + 1
+            self.static = StaticBatch(self.model, self.cache, self.mask, room)
+        return True
+
+    def _thaw(self) -> None:
+        """Back to the eager cache (before requests join or leave, or when the graph failed)."""
+        if self.static is not None:
+            self.mask = self.static.thaw(self.cache)
+            self.static = None
 
 
 def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
@@ -293,13 +324,14 @@ def prefill(model: Any, requests: list[DecodeRequest], pad_id: int, device: torc
     return batch.logits, batch
 
 
-def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: torch.device) -> Iterator[tuple[int, str]]:
+def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: torch.device,
+           compiled: CompiledForward | None = None) -> Iterator[tuple[int, str]]:
     """Run all requests to completion in the calling thread, yielding (request index, new text)
     as text becomes final. Raises the first failure (e.g. PrivacyAuditError)."""
     index = {id(r): i for i, r in enumerate(requests)}
     # Inference mode is entered per step, never held across a yield: the consumer may resume
     # this generator on another thread, where the mode would not be set.
-    batch = DecodeBatch(model, tokenizer, device)
+    batch = DecodeBatch(model, tokenizer, device, compiled=compiled)
     with torch.inference_mode():
         batch.add(requests)
     while batch.requests:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core import accounting as acc
+from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants_compile
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
@@ -62,11 +63,14 @@ class DPFusionEngine:
 
     Engine-level defaults (`detector`, `placeholder`, `groups`, `accounting` and any
     GenerationSettings field via `defaults`) apply to every call and can be overridden per call.
+    `compile` runs decode steps as one torch.compile graph on a static cache: "auto" (on a CUDA
+    GPU only; on CPU it measured slower, see benchmarks/compile_bench.py), True or False.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
                  detector: str | Detector = "presidio", model_name: str | None = None,
-                 chat_template: str | None = None, audit: bool = False, **defaults: Any) -> None:
+                 chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
+                 **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
         # resolve_device: "auto", and a clear error for a GPU that is not there (device="cuda" on a CPU machine)
@@ -78,8 +82,10 @@ class DPFusionEngine:
         self.defaults = make_settings(**defaults).model_dump(exclude_unset=True) if defaults else {}
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        # Built lazily by torch at the first decode step; the eager step stays the reference.
+        self.compiled = CompiledForward(model) if wants_compile(compile, self.device) else None
         # Concurrent calls (threads, asyncio executors, adapters) share one batched decode loop.
-        self._scheduler = DecodeScheduler(model, tokenizer, self.device)
+        self._scheduler = DecodeScheduler(model, tokenizer, self.device, compiled=self.compiled)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.compiled import CompiledForward
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
 
 _DONE = object()
@@ -66,8 +67,10 @@ class Ticket:
 class DecodeScheduler:
     """Packs the requests of concurrent callers into one batched decode loop."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_rows: int = 64) -> None:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_rows: int = 64,
+                 compiled: CompiledForward | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.compiled = compiled          # optional compiled decode step, shared by every loop
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
         self._cond = threading.Condition()
         self._pending: list[Ticket] = []
@@ -109,7 +112,7 @@ class DecodeScheduler:
         tickets: list[Ticket] = []
         try:
             with torch.inference_mode():
-                batch = DecodeBatch(self.model, self.tokenizer, self.device)
+                batch = DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled)
                 while True:
                     arrived = self._admit(batch)
                     if arrived is None:
@@ -138,7 +141,7 @@ class DecodeScheduler:
                         for ticket in tickets:
                             ticket._finish(exc)
                         tickets = []
-                        batch = DecodeBatch(self.model, self.tokenizer, self.device)
+                        batch = DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled)
                         continue
                     finished: set[int] = set()
                     for pos, text, done, error in events:

@@ -4,7 +4,7 @@ plus the two things every replica builds from it: the engine and the privacy bud
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,6 +34,7 @@ class ServeConfig(BaseModel):
     replicas: int = Field(default=1, ge=1)
     replica_cpus: float = Field(default=1.0, ge=0)
     torch_threads: int | None = Field(default=None, ge=1)
+    compile: bool | Literal["auto"] = "auto"   # compiled decode steps (DPFusionEngine's `compile`)
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_s: float = Field(default=0.01, ge=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
@@ -76,7 +77,7 @@ def build_engine(config: ServeConfig) -> Any:
 
     spec = config.model
     if spec == "default":
-        return DPFusionEngine.from_default(device=config.device, detector=config.detector)
+        return DPFusionEngine.from_default(device=config.device, detector=config.detector, compile=config.compile)
     if spec == "tiny":
         from dpfusion_chains.testing import tiny_engine
 
@@ -88,7 +89,8 @@ def build_engine(config: ServeConfig) -> Any:
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"--model {spec!r}: cannot import factory {attr!r} from {module_name!r}: {exc}") from exc
         return factory(detector=config.detector)
-    return DPFusionEngine.from_pretrained(spec, device=config.device, detector=config.detector)
+    return DPFusionEngine.from_pretrained(spec, device=config.device, detector=config.detector,
+                                          compile=config.compile)
 
 
 def open_budget(config: ServeConfig) -> Any:

@@ -81,3 +81,20 @@ def test_cli_refuses_to_start_without_keys(capsys, monkeypatch):
     monkeypatch.delenv(ENV_KEYS, raising=False)
     assert main(["serve", "--in-process", "--model", "tiny"]) == 2
     assert "no API keys" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("auto", "auto"), ("on", True), ("off", False)])
+def test_cli_compile_flag_reaches_the_config(flag, value):
+    import argparse
+
+    from dpfusion_chains.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--compile", flag])
+    assert serve.config_from(args).compile == value
+
+
+def test_unknown_compile_setting_is_refused():
+    with pytest.raises(ValueError, match="compile"):
+        ServeConfig(compile="fast")

@@ -1,0 +1,110 @@
+"""Optional compiled decode step: transformers' StaticCache and one torch.compile graph.
+
+The eager step (`decode._forward` on a ReservedCache) is the reference. The compiled step runs
+the same model forward on a StaticCache: keys and values live in fixed [rows, heads, capacity,
+dim] buffers written in place at a position held in a tensor, and the 4-D attention mask
+[rows, 1, 1, capacity] is built outside the graph (slots not yet written are masked). Every
+step of a batch therefore has the same shapes and runs the same graph. When requests join or
+leave, the batch thaws back to its ReservedCache (no copy: the ReservedCache takes the static
+buffers), edits it, and freezes again at the next step; capacities are rounded up so that
+batches of similar size share graphs.
+
+Whether it pays is measured by `benchmarks/compile_bench.py`, eager and compiled side by side.
+On this project's 2-core CPU, compiling SmolLM2 takes minutes, and the compiled step's many
+small parallel kernels degrade badly when other processes compete for the cores (ten times
+slower than eager in one such run), so on CPU it is opt-in (`compile=True`, for long-lived
+processes on cores of their own). On a CUDA GPU a small model's step is dominated by kernel
+launches, which one graph removes, so `compile="auto"` compiles on CUDA only. A graph that
+fails to build is reported once and the engine stays eager.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import torch
+from transformers.cache_utils import StaticCache
+
+from dpfusion_chains.core.kvcache import ReservedCache
+
+logger = logging.getLogger(__name__)
+
+CompileSetting = bool | Literal["auto"]
+CAPACITY_STEP = 256  # static capacities are multiples of this (fewer distinct graph shapes)
+
+
+def wants_compile(setting: CompileSetting, device: torch.device) -> bool:
+    """Resolve the engine's `compile` setting for `device`."""
+    if setting == "auto":
+        return torch.device(device).type == "cuda"
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"compile must be True, False or 'auto', got {setting!r}")
+
+
+class StaticBatch:
+    """A batch's KV cache frozen into a StaticCache, with its [rows, capacity] mask."""
+
+    def __init__(self, model: Any, cache: ReservedCache, mask: torch.Tensor, room: int) -> None:
+        length = cache.length
+        capacity = -(-(length + room) // CAPACITY_STEP) * CAPACITY_STEP
+        self.cache = StaticCache(config=model.config, max_cache_len=capacity)
+        for static, reserved in zip(self.cache.layers, cache.layers):
+            static.lazy_initialization(reserved.keys, reserved.values)
+            static.keys[:, :, :length] = reserved.keys
+            static.values[:, :, :length] = reserved.values
+            static.cumulative_length.fill_(length)
+        self.mask = mask.new_zeros((mask.shape[0], capacity))
+        self.mask[:, :length] = mask
+        self.length, self.capacity = length, capacity
+
+    def next_mask(self) -> torch.Tensor:
+        """Open the slot the next token is written to; the 4-D mask of that step."""
+        self.mask[:, self.length] = True
+        return self.mask[:, None, None, :]
+
+    def advanced(self) -> None:
+        self.length += 1
+
+    @property
+    def full(self) -> bool:
+        return self.length >= self.capacity
+
+    def thaw(self, cache: ReservedCache) -> torch.Tensor:
+        """Hand the buffers back to `cache` (which then continues eagerly); returns the 2-D mask."""
+        for static, reserved in zip(self.cache.layers, cache.layers):
+            reserved._set(static.keys, static.values, self.length)
+        return self.mask[:, :self.length]
+
+
+class CompiledForward:
+    """`model.forward` compiled once (fullgraph) for one-token steps on a StaticCache."""
+
+    def __init__(self, model: Any, backend: str = "inductor", dynamic: bool | None = None,
+                 mode: str | None = None) -> None:
+        self.model = model
+        self._fn = torch.compile(model.forward, fullgraph=True, backend=backend, dynamic=dynamic, mode=mode)
+        self.broken = False   # set when the graph failed to build: the engine stays eager
+        self._ran = False
+
+    @staticmethod
+    def supports(cache: Any) -> bool:
+        return isinstance(cache, ReservedCache)
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 static: StaticBatch) -> torch.Tensor | None:
+        """[rows, vocab] logits of the last position, or None when the graph could not be built
+        (the first call only; the caller then runs the eager step)."""
+        try:
+            out = self._fn(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           past_key_values=static.cache, use_cache=True, logits_to_keep=1)
+        except Exception as exc:  # noqa: BLE001 - compilers fail in many ways; eager is always there
+            if self._ran:
+                raise
+            self.broken = True
+            logger.warning("torch.compile of the decode step failed (%s: %s); decoding eagerly",
+                           type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
+        self._ran = True
+        return out.logits[:, -1, :]

@@ -1,0 +1,137 @@
+"""The compiled decode step (static cache, one graph) gives the eager step's tokens.
+
+Most tests trace with dynamo's "eager" backend: the same graph capture and static-cache
+bookkeeping, without inductor's minutes of C++ compilation. One slow test runs inductor itself."""
+
+import logging
+
+import pytest
+import torch
+
+from dpfusion_chains.core.compiled import CAPACITY_STEP, CompiledForward, StaticBatch, wants_compile
+from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.spans import private
+from dpfusion_chains.testing import tiny_engine
+
+ROWS_A = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43, 44, 45, 46, 47]]
+ROWS_B = [[1, 77, 300, 301, 302], [1, 77, 300, 9, 9, 9], [1, 77, 5]]
+ROWS_C = [[1, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100]]
+
+
+def request(rows, seed, n):
+    return DecodeRequest(rows=rows, bound=0.05, order=4.0, max_new_tokens=n,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+def run_joined(engine, compiled, lengths=(14, 5, 9)):
+    """A joins, B joins after 3 steps, C after 4; they finish at different steps (rows leave)."""
+    reqs = [request(rows, seed, n) for rows, seed, n in zip((ROWS_A, ROWS_B, ROWS_C), (1, 2, 3), lengths)]
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device, compiled=compiled)
+        batch.add([reqs[0]])
+        for _ in range(3):
+            batch.step()
+        batch.add([reqs[1]])
+        batch.step()
+        batch.add([reqs[2]])
+        while batch.requests:
+            batch.step()
+    return [r.generated for r in reqs]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_engine(seed=0)
+
+
+def test_auto_compiles_on_cuda_only_and_bad_values_are_refused():
+    assert wants_compile("auto", torch.device("cpu")) is False
+    assert wants_compile("auto", torch.device("cuda")) is True
+    assert wants_compile(True, torch.device("cpu")) is True and wants_compile(False, torch.device("cuda")) is False
+    with pytest.raises(ValueError, match="compile must be True, False or 'auto'"):
+        wants_compile("yes", torch.device("cpu"))
+    with pytest.raises(ValueError, match="compile must be"):
+        tiny_engine(compile="fast")
+    assert tiny_engine().compiled is None and tiny_engine(compile=True).compiled is not None
+
+
+def test_static_steps_give_the_eager_tokens_while_requests_join_and_leave(engine):
+    eager = run_joined(engine, None)
+    traced = CompiledForward(engine.model, backend="eager")
+    assert run_joined(engine, traced) == eager
+    assert not traced.broken and traced._ran
+
+
+def test_freeze_and_thaw_keep_the_cache_and_mask(engine):
+    batch = DecodeBatch(engine.model, engine.tokenizer, engine.device,
+                        compiled=CompiledForward(engine.model, backend="eager"))
+    with torch.inference_mode():
+        batch.add([request(ROWS_B, 0, 40)])
+        keys, mask = batch.cache.layers[0].keys.clone(), batch.mask.clone()
+        batch.step()
+        static = batch.static
+        assert static is not None and static.capacity % CAPACITY_STEP == 0 and static.length == mask.shape[1] + 1
+        assert torch.equal(static.cache.layers[0].keys[:, :, :mask.shape[1]], keys)
+        assert not static.mask[:, static.length:].any()   # slots not yet written stay masked
+        batch._thaw()
+    assert batch.static is None and batch.cache.length == mask.shape[1] + 1
+    assert torch.equal(batch.mask[:, :-1], mask) and batch.mask[:, -1].all()
+    assert torch.equal(batch.cache.layers[0].keys[:, :, :mask.shape[1]], keys)
+
+
+def test_a_full_static_cache_is_frozen_again_with_more_room(engine, monkeypatch):
+    monkeypatch.setattr("dpfusion_chains.core.compiled.CAPACITY_STEP", 1)  # capacity = exactly the room asked
+    eager = run_joined(engine, None, lengths=(6, 6, 6))
+    sizes = []
+    real_init = StaticBatch.__init__
+
+    def recording(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        sizes.append(self.capacity)
+
+    monkeypatch.setattr(StaticBatch, "__init__", recording)
+    assert run_joined(engine, CompiledForward(engine.model, backend="eager"), lengths=(6, 6, 6)) == eager
+    assert len(sizes) >= 3  # refrozen at each join and leave
+
+
+def test_a_graph_that_fails_to_build_falls_back_to_eager(engine, caplog):
+    eager = run_joined(engine, None)
+    broken = CompiledForward(engine.model, backend="eager")
+
+    def fail(**kwargs):
+        raise RuntimeError("backend compiler failed: no C++ compiler")
+
+    broken._fn = fail
+    with caplog.at_level(logging.WARNING, logger="dpfusion_chains.core.compiled"):
+        assert run_joined(engine, broken) == eager
+    assert broken.broken and "decoding eagerly" in caplog.text
+
+
+def test_a_failure_after_the_graph_ran_is_raised(engine):
+    compiled = CompiledForward(engine.model, backend="eager")
+    real, calls = compiled._fn, []
+
+    def fail_on_third(**kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+        return real(**kwargs)
+
+    compiled._fn = fail_on_third
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_joined(engine, compiled)
+
+
+@pytest.mark.slow
+def test_inductor_graph_gives_the_eager_tokens_on_cpu():
+    """The real compiled path (inductor, float32 CPU): same seed, same tokens as eager."""
+    eager_engine = tiny_engine(seed=3)
+    compiled_engine = tiny_engine(seed=3, compile=True)
+    messages = [{"role": "user", "content": ["Record: ", private("Jane Roe, born 1961", unit="r1"),
+                                             "\nWhen was she born?"]}]
+    batch = [{"messages": messages, "seed": 7, "max_new_tokens": 12},
+             {"messages": messages, "seed": 8, "max_new_tokens": 6}]
+    want = [r.token_ids for r in eager_engine.generate_batch(batch, beta=0.05)]
+    got = [r.token_ids for r in compiled_engine.generate_batch(batch, beta=0.05)]
+    assert got == want
+    assert compiled_engine.compiled._ran and not compiled_engine.compiled.broken
