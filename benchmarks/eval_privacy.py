@@ -33,8 +33,35 @@ SETTINGS: list[tuple[str, dict[str, Any], bool]] = [
 ]
 
 
+HEADER = "| setting | ε | QA accuracy | paraphrase PPL | attack (ppl) [95 % CI] | attack (min-k) [95 % CI] | DP bound |"
+RULE = "|---|---|---|---|---|---|---|"
+
+
 def fmt_eps(eps: float) -> str:
     return "∞" if math.isinf(eps) else f"{eps:.2f}"
+
+
+def fmt_rate(rate: float, trials: int) -> str:
+    """An attack success rate with its Wilson 95 % interval (few trials: the interval matters)."""
+    from dpfusion_chains.evaluation.candidate_attack import wilson_interval
+
+    low, high = wilson_interval(round(rate * trials), trials)
+    return f"{rate:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def table_row(r: dict[str, Any]) -> str:
+    return (f"| {r['setting']} | {fmt_eps(float(r['epsilon']))} | {r['qa_accuracy']:.2f} | {r['paraphrase_ppl']:.2f} | "
+            f"{fmt_rate(r['attack_ppl'], r['trials'])} | {fmt_rate(r['attack_mink'], r['trials'])} | {r['bound']:.2f} |")
+
+
+def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Write privacy_utility.md and .png from measured rows."""
+    note = (f"\n\nModel {meta['model']}; {meta['records']} synthetic records, {meta['tokens']} tokens per output at "
+            f"temperature {meta['temperature']}; attack: {meta['trials']} trials, m={meta['m']} candidates (chance "
+            f"{1 / meta['m']:.2f}), Wilson 95 % intervals; ε per call at δ=1e-5; paper-accounting rows use the "
+            "DP-Fusion paper's order-α bound and charge, which is unproven (DESIGN §8).\n")
+    (RESULTS / "privacy_utility.md").write_text("\n".join([HEADER, RULE] + [table_row(r) for r in rows]) + note)
+    plot(rows, RESULTS / "privacy_utility.png")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -44,7 +71,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--m", type=int, default=5, help="candidates per attack trial")
     parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the table and plot from results/privacy_utility.json (no model run)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        saved = json.loads((RESULTS / "privacy_utility.json").read_text())
+        render(saved["rows"], saved["meta"])
+        return saved["rows"]
 
     from dpfusion_chains.core.engine import DPFusionEngine
     from dpfusion_chains.data import load_records
@@ -57,8 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     print(f"model: {engine.model_name}; {len(records)} records, {len(trials)} attack trials (m={args.m}), "
           f"{args.tokens} tokens, temperature {args.temperature}")
-    header = f"| setting | ε | QA accuracy | paraphrase PPL | attack (ppl) | attack (min-k) | DP bound |"
-    print(header + "\n|---|---|---|---|---|---|---|")
+    print(HEADER + "\n" + RULE)
     for label, settings, public in SETTINGS:
         start = time.perf_counter()
         common = {"max_new_tokens": args.tokens, "temperature": args.temperature, "delta": 1e-5, **settings}
@@ -70,18 +102,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                "attack_ppl": attack.rate_ppl, "attack_mink": attack.rate_mink, "bound": attack.bound,
                "trials": attack.trials, "seconds": time.perf_counter() - start}
         rows.append(row)
-        print(f"| {label} | {fmt_eps(row['epsilon'])} | {acc:.2f} | {ppl:.2f} | {attack.rate_ppl:.2f} | "
-              f"{attack.rate_mink:.2f} | {attack.bound:.2f} |", flush=True)
+        print(table_row(row), flush=True)
+    meta = {"model": engine.model_name, "records": len(records), "trials": len(trials), "m": args.m,
+            "tokens": args.tokens, "temperature": args.temperature}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "privacy_utility.json").write_text(json.dumps(rows, indent=2, default=str))
-    lines = [header, "|---|---|---|---|---|---|---|"] + [
-        f"| {r['setting']} | {fmt_eps(r['epsilon'])} | {r['qa_accuracy']:.2f} | {r['paraphrase_ppl']:.2f} | "
-        f"{r['attack_ppl']:.2f} | {r['attack_mink']:.2f} | {r['bound']:.2f} |" for r in rows]
-    note = (f"\n\nModel {engine.model_name}; {len(records)} synthetic records; attack: {len(trials)} trials, "
-            f"m={args.m} candidates (chance {1 / args.m:.2f}); ε per call at δ=1e-5; paper-accounting rows use "
-            "the DP-Fusion paper's order-α bound and charge, which is unproven (DESIGN §8).\n")
-    (RESULTS / "privacy_utility.md").write_text("\n".join(lines) + note)
-    plot(rows, RESULTS / "privacy_utility.png")
+    (RESULTS / "privacy_utility.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    render(rows, meta)
     return rows
 
 
@@ -101,8 +127,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     left.plot([r["epsilon"] for r in paper], [r["qa_accuracy"] for r in paper], "s", label="paper accounting (unproven ε)")
     left.set_xscale("log"), left.set_xlabel("ε per call (δ=1e-5)"), left.set_ylabel("QA accuracy (public answers)")
     left.legend(fontsize=7)
-    right.plot(xs, [r["attack_ppl"] for r in sound], "o-", label="attack success (perplexity)")
-    right.plot(xs, [r["attack_mink"] for r in sound], "^-", label="attack success (min-k%)")
+    from dpfusion_chains.evaluation.candidate_attack import wilson_interval
+
+    for key, style, name in (("attack_ppl", "o-", "perplexity"), ("attack_mink", "^-", "min-k%")):
+        rates = [r[key] for r in sound]
+        spans = [wilson_interval(round(r[key] * r["trials"]), r["trials"]) for r in sound]
+        errors = [[rate - lo for rate, (lo, _) in zip(rates, spans)], [hi - rate for rate, (_, hi) in zip(rates, spans)]]
+        right.errorbar(xs, rates, yerr=errors, fmt=style, capsize=3, label=f"attack success ({name}), 95 % CI")
     right.plot(xs, [r["bound"] for r in sound], "k--", label="DP bound (any attacker)")
     right.axhline(rows[-1]["attack_ppl"], linestyle=":", color="gray", label="no privacy")
     right.set_xscale("log"), right.set_xlabel("ε per call (δ=1e-5)"), right.set_ylabel("success rate")

@@ -6,7 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = ["benchmarks.engine_bench", "benchmarks.batch_bench", "benchmarks.scaling_bench",
-              "benchmarks.reference_bench", "benchmarks.detect_speed", "benchmarks.ledger_bench"]
+              "benchmarks.reference_bench", "benchmarks.compile_bench", "benchmarks.detect_speed",
+              "benchmarks.ledger_bench"]
 
 
 def main() -> int:

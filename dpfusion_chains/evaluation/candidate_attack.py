@@ -39,6 +39,18 @@ def success_bound(epsilon: float, delta: float, m: int) -> float:
     return min(1.0, (e + (m - 1) * delta) / (m - 1 + e))
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927; Newcombe 1998, method 3),
+    95 % by default: how far an empirical success rate over few trials is from certain."""
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    p = successes / trials
+    scale = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / scale
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / scale
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 @dataclass
 class AttackOutcome:
     setting: str

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from dpfusion_chains.data import load_records
-from dpfusion_chains.evaluation.candidate_attack import build_trials, run_attack, success_bound
+from dpfusion_chains.evaluation.candidate_attack import build_trials, run_attack, success_bound, wilson_interval
 from dpfusion_chains.evaluation.common import private_record, substitute
 from dpfusion_chains.evaluation.rdp_check import check_neighbours
 from dpfusion_chains.evaluation.utility import answer_matches, paraphrase_perplexity, qa_accuracy
@@ -38,6 +38,18 @@ def test_bound_monotone_and_capped():
     assert success_bound(math.inf, 1e-5, 5) == 1.0
     with pytest.raises(ValueError):
         success_bound(1.0, 0.0, 1)
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), [  # Newcombe (1998), Table I, method 3
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
+def test_wilson_interval_matches_published_values(k, n, low, high):
+    got = wilson_interval(k, n)
+    assert got == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_refuses_impossible_counts():
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
 
 
 def test_substitute_shifts_later_spans():
