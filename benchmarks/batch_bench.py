@@ -3,7 +3,8 @@
     python -m benchmarks.batch_bench [--requests 8] [--tokens 24] [--repeats 2]
 
 Each request asks about a different private record (one group each, its own seed). Three ways,
-interleaved in one run so machine load hits them alike, best of --repeats kept:
+interleaved in one run so machine load hits them alike, best of --repeats kept (with the time
+spent prefilling, which batching cannot shrink on a CPU, and the rest, the decode steps):
   sequential  — engine.generate eight times;
   batch       — engine.generate_batch of the eight (one decode loop);
   threads     — eight threads each calling engine.generate at once (the in-process scheduler
@@ -17,7 +18,8 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.speed_common import load_average, load_engine, peak_memory_mb, request_prompts, save, timed
+from benchmarks.speed_common import (StageTimers, load_average, load_engine, peak_memory_mb, request_prompts, save,
+                                     timed)
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 
@@ -48,21 +50,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
-    best = {name: float("inf") for name in ways}
-    for _ in range(args.repeats):
-        for name, fn in ways.items():
-            elapsed, results = timed(fn)
-            assert [r.tokens for r in results] == [tokens] * n
-            best[name] = min(best[name], elapsed)
-    seq = best["sequential"]
+    best = {name: (float("inf"), 0.0) for name in ways}
+    with StageTimers() as timers:
+        for _ in range(args.repeats):
+            for name, fn in ways.items():
+                timers.reset()
+                elapsed, results = timed(fn)
+                assert [r.tokens for r in results] == [tokens] * n
+                if elapsed < best[name][0]:
+                    best[name] = (elapsed, timers.prefill)
+    seq, seq_prefill = best["sequential"]
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × {tokens} tokens, best of {args.repeats}; "
           f"load average {load_average()}")
-    print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13}")
+    print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'decode s':>9} "
+          f"{'decode × seq.':>14}")
     rows = []
-    for name, elapsed in best.items():
-        row = {"way": name, "seconds": elapsed, "tokens_per_s": n * tokens / elapsed, "speedup": seq / elapsed}
+    for name, (elapsed, prefill) in best.items():
+        decode = elapsed - prefill
+        row = {"way": name, "seconds": elapsed, "tokens_per_s": n * tokens / elapsed, "speedup": seq / elapsed,
+               "prefill_s": prefill, "decode_s": decode, "decode_speedup": (seq - seq_prefill) / decode}
         rows.append(row)
-        print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}×")
+        print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
+              f"{decode:>9.2f} {row['decode_speedup']:>13.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "repeats": args.repeats, "rows": rows,
               **peak_memory_mb(engine.device)}
     save("batch_bench", report)

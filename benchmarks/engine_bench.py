@@ -20,46 +20,11 @@ import sys
 import time
 from typing import Any
 
-import torch
-
-from benchmarks.speed_common import (load_average, load_engine, peak_memory_mb, plain_ids, record_prompt, run_plain,
-                                     save, timed)
+from benchmarks.speed_common import (StageTimers, load_average, load_engine, peak_memory_mb, plain_ids, record_prompt,
+                                     run_plain, save, timed)
 
 
-class _Timers:
-    """Time spent in the λ search + mixing, and in prefills, during one generate call."""
-
-    def __init__(self) -> None:
-        import dpfusion_chains.core.decode as decode_module
-
-        self.module = decode_module
-        self.mixing = self.prefill = 0.0
-        self.saved = (decode_module.search_lambda, decode_module.mix_rows, decode_module.DecodeBatch.add)
-
-    def _wrap(self, fn: Any, slot: str) -> Any:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                setattr(self, slot, getattr(self, slot) + time.perf_counter() - start)
-        return timed
-
-    def __enter__(self) -> _Timers:
-        search, mix, add = self.saved
-        self.module.search_lambda = self._wrap(search, "mixing")
-        self.module.mix_rows = self._wrap(mix, "mixing")
-        self.module.DecodeBatch.add = self._wrap(add, "prefill")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.module.search_lambda, self.module.mix_rows, self.module.DecodeBatch.add = self.saved
-
-    def reset(self) -> None:
-        self.mixing = self.prefill = 0.0
-
-
-def run_dpfusion(engine: Any, timers: _Timers, prompt: list[dict[str, Any]], groups: int, tokens: int,
+def run_dpfusion(engine: Any, timers: StageTimers, prompt: list[dict[str, Any]], groups: int, tokens: int,
                  seed: int) -> dict[str, float]:
     timers.reset()
     start = time.perf_counter()
@@ -91,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engine = load_engine(args.device)
     prompts = {g: record_prompt(g) for g in args.groups}
     inputs = {g: plain_ids(engine, prompts[g]) for g in args.groups}  # same text, nothing private
-    with _Timers() as timers:
+    with StageTimers() as timers:
         engine.generate(prompts[args.groups[0]], beta=0.05, max_new_tokens=2, seed=0, detector="whole")  # warm-up
         run_plain(engine, inputs[args.groups[0]], 2, 0)
         plain_best = {g: float("inf") for g in args.groups}

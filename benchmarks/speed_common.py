@@ -14,6 +14,40 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+class StageTimers:
+    """Time spent in the λ search + mixing, and in prefills (DecodeBatch.add), while active;
+    the scheduler's worker thread included."""
+
+    def __init__(self) -> None:
+        import dpfusion_chains.core.decode as decode_module
+
+        self.module = decode_module
+        self.mixing = self.prefill = 0.0
+        self.saved = (decode_module.search_lambda, decode_module.mix_rows, decode_module.DecodeBatch.add)
+
+    def _wrap(self, fn: Any, slot: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                setattr(self, slot, getattr(self, slot) + time.perf_counter() - start)
+        return timed
+
+    def __enter__(self) -> StageTimers:
+        search, mix, add = self.saved
+        self.module.search_lambda = self._wrap(search, "mixing")
+        self.module.mix_rows = self._wrap(mix, "mixing")
+        self.module.DecodeBatch.add = self._wrap(add, "prefill")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.search_lambda, self.module.mix_rows, self.module.DecodeBatch.add = self.saved
+
+    def reset(self) -> None:
+        self.mixing = self.prefill = 0.0
+
+
 def load_engine(device: str = "auto", **kwargs: Any) -> Any:
     """The embedded SmolLM2 engine with EOS ignored, so every run samples exactly the requested
     number of tokens (both sides of every comparison)."""
