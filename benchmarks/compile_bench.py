@@ -5,7 +5,8 @@
 Same model object, same prompt, same seed, same number of sampled tokens (EOS ignored) for both
 engines; the only difference is `compile=False` vs `compile=True`. Reports the one-off compile
 time (the first compiled call minus an eager call of the same size), tokens/s of both at steady
-state (best of --repeats, interleaved), their ratio, and whether both sampled the same tokens.
+state (best of --repeats, interleaved) next to plain `model.generate` on the same chat with the
+records in clear, the ratios, and whether both DP-Fusion engines sampled the same tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks.speed_common import load_average, load_engine, peak_memory_mb, record_prompt, save, timed
+from benchmarks.speed_common import (load_average, load_engine, peak_memory_mb, plain_ids, record_prompt, run_plain,
+                                     save, timed)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -28,18 +30,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     compiled = type(eager)(eager.model, eager.tokenizer, device=eager.device, model_name=eager.model_name,
                            compile=True)
     prompt = record_prompt(args.groups)
+    clear = plain_ids(eager, prompt)
 
     def run(engine: Any, seed: int) -> Any:
         return engine.generate(prompt, beta=0.05, max_new_tokens=args.tokens, seed=seed, detector="whole")
 
     first_eager, _ = timed(lambda: run(eager, 0))
     first_compiled, _ = timed(lambda: run(compiled, 0))  # builds the graph
-    best = {"eager": float("inf"), "compiled": float("inf")}
+    best = {"plain": float("inf"), "eager": float("inf"), "compiled": float("inf")}
     same = True
-    for r in range(args.repeats):  # interleaved: both see the same machine load
+    for r in range(args.repeats):  # interleaved: all three see the same machine load
+        t_plain, _ = timed(lambda: run_plain(eager, clear, args.tokens, r + 1))
         t_eager, out_eager = timed(lambda: run(eager, r + 1))
         t_compiled, out_compiled = timed(lambda: run(compiled, r + 1))
-        best["eager"], best["compiled"] = min(best["eager"], t_eager), min(best["compiled"], t_compiled)
+        best = {"plain": min(best["plain"], t_plain), "eager": min(best["eager"], t_eager),
+                "compiled": min(best["compiled"], t_compiled)}
         same = same and out_eager.token_ids == out_compiled.token_ids
     if compiled.compiled.broken:
         raise RuntimeError("the compiled graph could not be built on this machine (see the warning above)")
@@ -48,13 +53,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "eager_tokens_per_s": args.tokens / best["eager"],
               "compiled_tokens_per_s": args.tokens / best["compiled"],
               "compiled_over_eager": best["eager"] / best["compiled"], "same_tokens": same,
+              "plain_tokens_per_s": args.tokens / best["plain"], "eager_over_plain": best["plain"] / best["eager"],
+              "compiled_over_plain": best["plain"] / best["compiled"],
               **peak_memory_mb(eager.device)}
     print(f"model: {eager.model_name} on {eager.device}; G={args.groups}, {out_eager.prompt_tokens} prompt tokens, "
           f"{args.tokens} tokens, best of {args.repeats}; load average {load_average()}")
     print(f"compile (first call, beyond an eager call): {report['compile_s']:.1f} s")
-    print(f"{'eager tok/s':>12} {'compiled tok/s':>15} {'compiled ÷ eager':>17} {'same tokens':>12}")
-    print(f"{report['eager_tokens_per_s']:>12.2f} {report['compiled_tokens_per_s']:>15.2f} "
-          f"{report['compiled_over_eager']:>17.2f} {str(same):>12}")
+    print(f"{'plain tok/s':>12} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled ÷ eager':>17} "
+          f"{'eager ÷ plain':>14} {'compiled ÷ plain':>17} {'same tokens':>12}")
+    print(f"{report['plain_tokens_per_s']:>12.2f} {report['eager_tokens_per_s']:>12.2f} "
+          f"{report['compiled_tokens_per_s']:>15.2f} {report['compiled_over_eager']:>17.2f} "
+          f"{report['eager_over_plain']:>14.2f} {report['compiled_over_plain']:>17.2f} {str(same):>12}")
     save("compile_bench", report)
     return report
 

@@ -77,10 +77,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                        help="our engine's compiled decode steps (auto: CUDA only); graphs are built in the warm-up")
     args = parser.parse_args(argv)
 
     reference = import_reference()
-    engine = load_engine(args.device)
+    engine = load_engine(args.device, compile={"auto": "auto", "on": True, "off": False}[args.compile])
     theirs = reference.DPFusion(model=engine.model, tokenizer=_NoEosTokenizer(engine.tokenizer))
     prompts = request_prompts(args.requests)
     token_views = [views(engine, p) for p in prompts]
@@ -110,13 +112,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = {"ours, 1 request": ours_one, "dp-fusion-lib, 1 request": lambda: ref_one(0),
             f"ours, {n} requests": ours_batch, f"dp-fusion-lib, {n} requests": ref_many}
     ours_one(), ref_one(0)  # warm-up
+    if engine.compiled is not None:
+        ours_batch()  # the batch's shapes need their own graph: built before timing
     best = {name: float("inf") for name in runs}
     for _ in range(args.repeats):  # interleaved: load from other processes hits both sides alike
         for name, fn in runs.items():
             best[name] = min(best[name], timed(fn)[0])
     one = best["dp-fusion-lib, 1 request"] / best["ours, 1 request"]
     many = best[f"dp-fusion-lib, {n} requests"] / best[f"ours, {n} requests"]
-    print(f"model: {engine.model_name} on {engine.device}; α={ALPHA}, β={BETA}, {tokens} tokens, prompt "
+    print(f"model: {engine.model_name} on {engine.device}, ours {'compiled' if engine.compiled else 'eager'}; α={ALPHA}, β={BETA}, {tokens} tokens, prompt "
           f"{len(token_views[0][0])} tokens; best of {args.repeats}; load average {load_average()}")
     print(f"{'run':>28} {'seconds':>8} {'tokens/s':>9}")
     rows = []
@@ -126,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:>28} {elapsed:>8.2f} {count * tokens / elapsed:>9.2f}")
     print(f"ours ÷ dp-fusion-lib tokens/s: {one:.2f}× for 1 request, {many:.2f}× for {n} requests")
     report = {"device": str(engine.device), "tokens": tokens, "requests": n, "alpha": ALPHA, "beta": BETA,
-              "rows": rows, "speedup_one": one, "speedup_many": many, "reference": f"dp-fusion-lib {VERSION}"}
-    save("reference_bench", report)
+              "compiled": engine.compiled is not None, "rows": rows, "speedup_one": one, "speedup_many": many, "reference": f"dp-fusion-lib {VERSION}"}
+    save("reference_bench_compiled" if engine.compiled is not None else "reference_bench", report)
     return report
 
 
