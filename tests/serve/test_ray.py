@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import socket
 import time
@@ -40,6 +41,10 @@ def cluster(postgres_url: str, keys: Any):
     config = ServeConfig(model="tiny", detector="whole", ledger=ledger, replicas=2, replica_cpus=0.5, torch_threads=1,
                          budget_epsilon=BUDGET, max_batch_size=4, batch_wait_s=0.2, max_retries=4,
                          port=_free_port(), defaults={"max_new_tokens": 8})
+    # A loaded 2-core machine can take more than Serve's default 5 s to ready its HTTP proxy, which
+    # Serve then kills and restarts in a loop; give it time (read by the actors started below).
+    for name in ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"):
+        os.environ.setdefault(name, "60")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         url = deployment.run(config, keys)
