@@ -73,8 +73,7 @@ class StaticBatch:
 
     def thaw(self, cache: ReservedCache) -> torch.Tensor:
         """Hand the buffers back to `cache` (which then continues eagerly); returns the 2-D mask."""
-        for static, reserved in zip(self.cache.layers, cache.layers):
-            reserved._set(static.keys, static.values, self.length)
+        cache.adopt([(layer.keys, layer.values) for layer in self.cache.layers], self.length)
         return self.mask[:, :self.length]
 
 

@@ -102,6 +102,12 @@ class ReservedCache(DynamicCache):
         for layer in self.layers:
             layer.drop_front(columns)
 
+    def adopt(self, buffers: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
+        """Use the given per-layer (keys, values) buffers, their first `length` positions filled
+        (no copy; the compiled path hands its static buffers back this way)."""
+        for layer, (keys, values) in zip(self.layers, buffers, strict=True):
+            layer._set(keys, values, length)
+
     def merge(self, other: ReservedCache) -> None:
         """Append `other`'s rows after ours, left-padding the shorter side with zeros (the caller
         masks the padding). Both keep their positions: rotary phases are already in the keys."""
