@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from benchmarks.speed_common import load_average, load_engine, request_prompts, save, timed
+from dpfusion_chains.core.compiled import COMPILE_FLAGS
 
 VERSION = "0.1.0"
 CACHE = Path(__file__).resolve().parent / ".cache" / f"dp-fusion-lib-{VERSION}"
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     reference = import_reference()
-    engine = load_engine(args.device, compile={"auto": "auto", "on": True, "off": False}[args.compile])
+    engine = load_engine(args.device, compile=COMPILE_FLAGS[args.compile])
     theirs = reference.DPFusion(model=engine.model, tokenizer=_NoEosTokenizer(engine.tokenizer))
     prompts = request_prompts(args.requests)
     token_views = [views(engine, p) for p in prompts]

@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from(args: argparse.Namespace) -> Any:
+    from dpfusion_chains.core.compiled import COMPILE_FLAGS
     from dpfusion_chains.serve.config import ServeConfig
 
     defaults: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
@@ -51,7 +52,7 @@ def config_from(args: argparse.Namespace) -> Any:
                        budget_epsilon=args.budget_epsilon, budget_delta=args.budget_delta,
                        budget_alpha=args.budget_alpha, defaults=defaults, replicas=args.replicas,
                        replica_cpus=args.replica_cpus, torch_threads=args.torch_threads,
-                       compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                       compile=COMPILE_FLAGS[args.compile],
                        max_batch_size=args.max_batch_size, batch_wait_s=args.batch_wait_ms / 1000.0,
                        max_body_bytes=args.max_body_bytes, host=args.host, port=args.port)
 

@@ -31,6 +31,8 @@ from dpfusion_chains.core.kvcache import ReservedCache
 logger = logging.getLogger(__name__)
 
 CompileSetting = bool | Literal["auto"]
+# The command-line spelling of each setting (`dpfusion serve --compile`, the benchmarks).
+COMPILE_FLAGS: dict[str, CompileSetting] = {"auto": "auto", "on": True, "off": False}
 CAPACITY_STEP = 256  # static capacities are multiples of this (fewer distinct graph shapes)
 
 

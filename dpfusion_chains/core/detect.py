@@ -61,9 +61,10 @@ def merge_spans(spans: Iterable[DetectedSpan], text_length: int | None = None) -
     the type of its highest-scoring (then longest) member. Spans are clipped to the text."""
     # On plain tuples, in DetectedSpan's own order (start, end, type, score): comparing and building
     # frozen dataclasses cost ~2 ms for the few hundred spans of a page.
-    limit = text_length
     ordered = sorted(
-        (s.start, s.end if limit is None else min(s.end, limit), s.entity_type, s.score) for s in spans if limit is None or s.start < limit
+        (s.start, s.end if text_length is None else min(s.end, text_length), s.entity_type, s.score)
+        for s in spans
+        if text_length is None or s.start < text_length
     )
     merged: list[list] = []  # [start, end, type, score]
     for start, end, kind, score in ordered:

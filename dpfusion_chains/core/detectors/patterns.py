@@ -116,6 +116,8 @@ _UNIT_SUFFIX = re.compile(
     r"^\d+(?:[.,]\d+)?(?:mg|mcg|ug|g|kg|ml|l|mmol|mmhg|cm|mm|km|m|iu|bpm|hrs?|h|mins?|am|pm|st|nd|rd|th|s|x|kcal|mph|kph|gb|mb|kb)$",
     re.IGNORECASE,
 )
+_ALL_DIGITS = re.compile(r"\d+")
+_DECIMAL = re.compile(r"\d+[.,]\d+")
 
 
 def _identifier(match: str) -> bool:
@@ -136,9 +138,6 @@ def _identifier(match: str) -> bool:
     # term such as "COVID-19" is taken as a code.
     return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(map(str.islower, match)))
 
-
-_ALL_DIGITS = re.compile(r"\d+")
-_DECIMAL = re.compile(r"\d+[.,]\d+")
 
 
 def _ipv6(match: str) -> bool:

@@ -14,8 +14,9 @@ Configuration follows DESIGN §6:
   fragments of e-mail addresses as URLs) by our URL pattern;
 - Presidio's e-mail, IBAN, credit-card, date, IP and US driver-licence recognizers are left out too:
   ours find every span they find on the labelled sets (and more; of IPv6 forms, ours miss only the
-  loopback "::1"), and together they cost ~6 ms per 500 words. Leaving out the e-mail one also means tldextract (which fetches the public-suffix list
-  on first use) is never called, so nothing here can try the network;
+  loopback "::1"), and together they cost ~6 ms per 500 words. Leaving out the e-mail one also
+  means tldextract (which fetches the public-suffix list on first use) is never called, so
+  nothing here can try the network;
 - the pattern recognizers that remain read no tokens, so they run without any spaCy pass;
 - spaCy's NER (~0.15 ms per token on the dev CPU, most of the time) runs only on a few words around
   the capitalised words our recognizers left uncovered (`ner_windows`), all in one Doc.
