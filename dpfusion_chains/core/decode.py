@@ -1,8 +1,8 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
 Rows of one request are contiguous: its public view first, then one row per group. Each request
-is prefilled alone (its views' shared prefix computed once, then the cache expanded) and merged
-into the running batch, so a request can join at any step boundary. Each step takes the last
+is prefilled alone (its views' shared prefix computed once, then each suffix length without
+padding) and merged into the running batch, so a request can join at any step boundary. Each step takes the last
 position's logits only, runs the λ search for every group row of every request at once, mixes
 in probability space with one weighted row sum per request, samples one token per request with
 the request's own generator and appends it to all of the request's rows. The only host
@@ -22,7 +22,7 @@ import torch
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
-from dpfusion_chains.core.kvcache import new_cache
+from dpfusion_chains.core.kvcache import ReservedCache, new_cache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
 
@@ -143,16 +143,54 @@ class DecodeBatch:
 
     # -- joining ----------------------------------------------------------------------------
     def _prefill_one(self, req: DecodeRequest) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
-        """Prefill one request's rows: (cache, mask, leading padding per row, last positions, logits)."""
+        """Prefill one request's rows: (cache, mask, leading padding per row, last positions, logits).
+        The views' shared prefix is computed once; each distinct suffix length is then one
+        forward with no padding (a redacted view is often much shorter than the private one, and
+        padding it would compute the difference for nothing), and the parts are merged with the
+        shorter rows left-padded."""
         rows, dev = req.rows, self.device
-        reserve = req.max_new_tokens + 1
         shared = common_prefix_length(rows) if len(rows) > 1 else 0
-        cache = new_cache(self.model, reserve)
-        prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=dev)
+        cache = new_cache(self.model, req.max_new_tokens + 1)
         if shared:
             prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=dev)
             _, cache = _forward(self.model, prefix, None, torch.arange(shared, device=dev)[None], cache)
+        if not isinstance(cache, ReservedCache) or len({len(r) for r in rows}) == 1:
+            return self._prefill_padded(rows, shared, cache)
+        by_length: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_length.setdefault(len(r), []).append(i)
+        merged: ReservedCache | None = None
+        order: list[int] = []
+        parts: list[torch.Tensor] = []
+        for n, (length, members) in enumerate(by_length.items()):
+            part = cache if n == len(by_length) - 1 else cache.copy()
+            if len(members) > 1:
+                part.batch_repeat_interleave(len(members))
+            ids = torch.tensor([rows[i][shared:] for i in members], dtype=torch.long, device=dev)
+            pos = torch.arange(shared, length, device=dev)[None].expand(len(members), -1)
+            logits, part = _forward(self.model, ids, None, pos, part)
+            if merged is None:
+                merged = part
+            else:
+                merged.merge(part)
+            order += members
+            parts.append(logits)
+        back = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=dev)
+        merged.batch_select_indices(back)
+        width = max(len(r) for r in rows)
+        lead = [width - len(r) for r in rows]
+        mask = torch.arange(width, device=dev)[None] >= torch.tensor(lead, device=dev)[:, None]
+        last_pos = torch.tensor([[len(r) - 1] for r in rows], device=dev)
+        return merged, mask, lead, last_pos, torch.cat(parts)[back]
+
+    def _prefill_padded(self, rows: list[list[int]], shared: int,
+                        cache: Any) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+        """The suffixes as one left-padded forward: for equal lengths (no padding at all), and
+        for models whose cache cannot merge (padding between prefix and suffix, masked)."""
+        dev = self.device
+        if shared:
             cache.batch_repeat_interleave(len(rows))
+        prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=dev)
         ids, suffix_mask = _left_pad([r[shared:] for r in rows], self.pad_id, dev)
         pos = (shared + suffix_mask.long().cumsum(dim=1) - 1).clamp_min(0)
         mask = torch.cat([prefix_mask, suffix_mask], dim=1)

@@ -108,6 +108,14 @@ class ReservedCache(DynamicCache):
         for layer, (keys, values) in zip(self.layers, buffers, strict=True):
             layer._set(keys, values, length)
 
+    def copy(self) -> ReservedCache:
+        """An independent cache holding the same positions (the same reserve for later writes)."""
+        twin = ReservedCache(len(self.layers), self.layers[0].reserve if self.layers else 0)
+        for layer, mine in zip(twin.layers, self.layers):
+            if mine.length:
+                layer._set(mine.keys.clone(), mine.values.clone(), mine.length)
+        return twin
+
     def merge(self, other: ReservedCache) -> None:
         """Append `other`'s rows after ours, left-padding the shorter side with zeros (the caller
         masks the padding). Both keep their positions: rotary phases are already in the keys."""

@@ -53,8 +53,36 @@ def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
     finally:
         del model.forward
     shared = 4  # [1, 520, 9531, 198]
-    suffix = max(len(r) for r in ROWS_A) - shared
-    assert calls == [((1, shared), 1), ((2, suffix), 1)]
+    # then each view's suffix at its own length: no padding computed
+    assert calls == [((1, shared), 1), ((1, len(ROWS_A[0]) - shared), 1), ((1, len(ROWS_A[1]) - shared), 1)]
+
+
+def test_views_of_equal_length_share_one_suffix_forward(engine):
+    rows = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5, 6, 7]]
+    calls = []
+    model = engine.model
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+
+    model.forward = counting
+    try:
+        with torch.inference_mode():
+            DecodeBatch(model, engine.tokenizer, engine.device).add([request(rows, 0)])
+    finally:
+        del model.forward
+    assert calls == [(1, 4), (3, 3)]
+
+
+def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
+    """Models whose cache cannot merge keep the padded suffix pass; tokens do not change."""
+    import dpfusion_chains.core.decode as decode_module
+
+    with_merge = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))]
+    monkeypatch.setattr(decode_module, "new_cache", lambda model, reserve=0: None)
+    assert [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))] == with_merge
 
 
 def test_joining_a_running_batch_changes_no_token(engine):
