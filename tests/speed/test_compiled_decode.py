@@ -62,6 +62,25 @@ def test_static_steps_give_the_eager_tokens_while_requests_join_and_leave(engine
     assert not traced.broken and traced._ran
 
 
+def test_inductor_on_cpu_freezes_weights_only_inside_its_own_calls(engine):
+    """CPU + inductor: the module is compiled in max-autotune mode, and inductor's `freezing`
+    (read when a graph is built) is on during the compiled calls only."""
+    import torch._inductor.config as inductor_config
+
+    tuned = CompiledForward(engine.model)
+    assert tuned.cpu_tuned and not CompiledForward(engine.model, backend="eager").cpu_tuned
+    assert not CompiledForward(engine.model, mode="default").cpu_tuned  # an explicit mode is kept
+    seen = []
+
+    def recording(**kwargs):
+        seen.append(inductor_config.freezing)
+        return engine.model(**kwargs)
+
+    tuned._fn = recording  # the eager model stands in for the graph: same calls, no compile time
+    assert run_joined(engine, tuned) == run_joined(engine, None)
+    assert seen and all(seen) and not inductor_config.freezing
+
+
 def test_freeze_and_thaw_keep_the_cache_and_mask(engine):
     batch = DecodeBatch(engine.model, engine.tokenizer, engine.device,
                         compiled=CompiledForward(engine.model, backend="eager"))
@@ -73,6 +92,11 @@ def test_freeze_and_thaw_keep_the_cache_and_mask(engine):
         assert static is not None and static.capacity % CAPACITY_STEP == 0 and static.length == mask.shape[1] + 1
         assert torch.equal(static.cache.layers[0].keys[:, :, :mask.shape[1]], keys)
         assert not static.mask[:, static.length:].any()   # slots not yet written stay masked
+        # plain graph inputs: a static-address tensor would be folded in as a constant under
+        # frozen weights, and the next batch's buffers ignored
+        layer = static.cache.layers[0]
+        assert not any(hasattr(t, "_dynamo_static_input_type")
+                       for t in (layer.keys, layer.values, layer.cumulative_length))
         batch._thaw()
     assert batch.static is None and batch.cache.length == mask.shape[1] + 1
     assert torch.equal(batch.mask[:, :-1], mask) and batch.mask[:, -1].all()
@@ -134,4 +158,8 @@ def test_inductor_graph_gives_the_eager_tokens_on_cpu():
     want = [r.token_ids for r in eager_engine.generate_batch(batch, beta=0.05)]
     got = [r.token_ids for r in compiled_engine.generate_batch(batch, beta=0.05)]
     assert got == want
+    # a second call reuses the graphs with new cache buffers (they must be inputs, not constants)
+    again = [{**item, "seed": item["seed"] + 10} for item in batch]
+    want = [r.token_ids for r in eager_engine.generate_batch(again, beta=0.05)]
+    assert [r.token_ids for r in compiled_engine.generate_batch(again, beta=0.05)] == want
     assert compiled_engine.compiled._ran and not compiled_engine.compiled.broken
