@@ -36,7 +36,8 @@ def run_alone(engine, rows, seed, n=12):
     return req.generated
 
 
-def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
+def prefill_forwards(engine, rows):
+    """(input shape, logits positions kept) of every model forward that prefilling `rows` makes."""
     calls = []
     model = engine.model
     original = model.forward
@@ -49,31 +50,22 @@ def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
     model.forward = counting
     try:
         with torch.inference_mode():
-            DecodeBatch(model, engine.tokenizer, engine.device).add([request(ROWS_A, 0)])
+            DecodeBatch(model, engine.tokenizer, engine.device).add([request(rows, 0)])
     finally:
         del model.forward
+    return calls
+
+
+def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
     shared = 4  # [1, 520, 9531, 198]
     # then each view's suffix at its own length: no padding computed
-    assert calls == [((1, shared), 1), ((1, len(ROWS_A[0]) - shared), 1), ((1, len(ROWS_A[1]) - shared), 1)]
+    assert prefill_forwards(engine, ROWS_A) == [((1, shared), 1), ((1, len(ROWS_A[0]) - shared), 1),
+                                                ((1, len(ROWS_A[1]) - shared), 1)]
 
 
 def test_views_of_equal_length_share_one_suffix_forward(engine):
     rows = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5, 6, 7]]
-    calls = []
-    model = engine.model
-    original = model.forward
-
-    def counting(*args, **kwargs):
-        calls.append(tuple(kwargs["input_ids"].shape))
-        return original(*args, **kwargs)
-
-    model.forward = counting
-    try:
-        with torch.inference_mode():
-            DecodeBatch(model, engine.tokenizer, engine.device).add([request(rows, 0)])
-    finally:
-        del model.forward
-    assert calls == [(1, 4), (3, 3)]
+    assert prefill_forwards(engine, rows) == [((1, 4), 1), ((3, 3), 1)]
 
 
 def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
