@@ -315,6 +315,8 @@ class DecodeBatch:
         """Whether this step runs compiled; freezes the cache (again) when needed."""
         if self.compiled is None or self.compiled.broken or not CompiledForward.supports(self.cache):
             return False
+        if self.compiled.max_rows is not None and self.rows > self.compiled.max_rows:
+            return False  # rows change only through add/remove, which thaw first: nothing frozen now
         if self.static is not None and self.static.full:
             self._thaw()
         if self.static is None:

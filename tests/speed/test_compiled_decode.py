@@ -81,6 +81,24 @@ def test_inductor_on_cpu_freezes_weights_only_inside_its_own_calls(engine):
     assert seen and all(seen) and not inductor_config.freezing
 
 
+def test_batches_over_the_row_limit_decode_eagerly(engine):
+    """A batch with more rows than `max_rows` takes the eager step; it returns to the graph
+    once requests have left. Tokens are the eager ones throughout."""
+    traced = CompiledForward(engine.model, backend="eager")
+    assert traced.max_rows is None and CompiledForward(engine.model).max_rows == 8
+    rows_seen = []
+    real = traced._fn
+
+    def recording(**kwargs):
+        rows_seen.append(kwargs["input_ids"].shape[0])
+        return real(**kwargs)
+
+    traced._fn = recording
+    traced.max_rows = 3  # rows: A alone 2, A+B 5, A+B+C 6, A+C 3 once B has left, A alone again 2
+    assert run_joined(engine, traced) == run_joined(engine, None)
+    assert set(rows_seen) == {2, 3}  # the 5- and 6-row steps ran eagerly
+
+
 def test_freeze_and_thaw_keep_the_cache_and_mask(engine):
     batch = DecodeBatch(engine.model, engine.tokenizer, engine.device,
                         compiled=CompiledForward(engine.model, backend="eager"))
