@@ -15,7 +15,8 @@ CompiledForward). On this project's 2-core CPU (SmolLM2-135M, float32) that made
 engine 1.36x the eager one's tokens/s and 0.93x plain `model.generate` (eager 0.69x), with the
 same tokens; the price is a 163 s compile at the first step, another for each new number of
 rows or capacity (these graphs are static), and peak memory of 2.8 GB instead of
-~1 GB (the frozen, packed weights sit beside the eager ones). An earlier trial of the plain
+~1 GB (the frozen, packed weights sit beside the eager ones). Batches of more than
+CPU_MAX_ROWS rows decode eagerly (faster for them). An earlier trial of the plain
 compiled step had it ten times slower while other processes competed for the cores. So on CPU it
 stays opt-in (`compile=True`), worth it for long-running servers with stable batch sizes. On a
 CUDA GPU a small model's step is dominated by kernel launches, which one graph removes, so
