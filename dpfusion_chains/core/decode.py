@@ -164,9 +164,12 @@ class DecodeBatch:
         order: list[int] = []
         parts: list[torch.Tensor] = []
         for n, (length, members) in enumerate(by_length.items()):
-            part = cache if n == len(by_length) - 1 else cache.copy()
-            if len(members) > 1:
-                part.batch_repeat_interleave(len(members))
+            if n < len(by_length) - 1:  # the prefix is still needed: expand a copy of it
+                part = cache.copy(repeats=len(members))
+            else:
+                part = cache
+                if len(members) > 1:
+                    part.batch_repeat_interleave(len(members))
             ids = torch.tensor([rows[i][shared:] for i in members], dtype=torch.long, device=dev)
             pos = torch.arange(shared, length, device=dev)[None].expand(len(members), -1)
             logits, part = _forward(self.model, ids, None, pos, part)

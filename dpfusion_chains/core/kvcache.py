@@ -108,12 +108,14 @@ class ReservedCache(DynamicCache):
         for layer, (keys, values) in zip(self.layers, buffers, strict=True):
             layer._set(keys, values, length)
 
-    def copy(self) -> ReservedCache:
-        """An independent cache holding the same positions (the same reserve for later writes)."""
+    def copy(self, repeats: int = 1) -> ReservedCache:
+        """An independent cache holding the same positions, each row `repeats` times (the same
+        reserve for later writes)."""
         twin = ReservedCache(len(self.layers), self.layers[0].reserve if self.layers else 0)
         for layer, mine in zip(twin.layers, self.layers):
-            if mine.length:
-                layer._set(mine.keys.clone(), mine.values.clone(), mine.length)
+            if mine.length:  # repeat_interleave always copies, also for repeats=1
+                layer._set(mine.keys.repeat_interleave(repeats, dim=0),
+                           mine.values.repeat_interleave(repeats, dim=0), mine.length)
         return twin
 
     def merge(self, other: ReservedCache) -> None:

@@ -68,6 +68,19 @@ def test_views_of_equal_length_share_one_suffix_forward(engine):
     assert prefill_forwards(engine, rows) == [((1, 4), 1), ((3, 3), 1)]
 
 
+def test_a_suffix_length_shared_by_several_views_before_the_last_gives_each_row_its_logits(engine):
+    """Lengths 7, 7, 5: the first part expands a copy of the prefix to two rows; rows come back
+    in their own order with the logits each would get alone."""
+    rows = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5]]
+    assert prefill_forwards(engine, rows) == [((1, 4), 1), ((2, 3), 1), ((1, 1), 1)]
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add([request(rows, 0)])
+        for i, row in enumerate(rows):
+            alone = engine.model(input_ids=torch.tensor([row])).logits[0, -1]
+            assert torch.allclose(batch.logits[i], alone, atol=1e-4), i
+
+
 def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
     """Models whose cache cannot merge keep the padded suffix pass; tokens do not change."""
     import dpfusion_chains.core.decode as decode_module

@@ -139,7 +139,6 @@ def _identifier(match: str) -> bool:
     return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(map(str.islower, match)))
 
 
-
 def _ipv6(match: str) -> bool:
     # Times ("14:30:00") have the shape too; the address parser decides.
     if match.count(":") < 2 or ("::" not in match and match.count(":") != 7):
