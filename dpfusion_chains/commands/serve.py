@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads per replica (default: torch's)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="compiled decode steps: auto (CUDA only), on (also on CPU: minutes to compile), off")
+    p.add_argument("--prefix-cache-tokens", type=int, default=2048,
+                   help="KV of recent public prompt prefixes reused across requests (0: off; a hit is faster, so "
+                        "tenants who must not learn that a prefix was sent recently need 0)")
     p.add_argument("--ledger", default=None, help="postgresql://… (shared by all replicas), sqlite:///… or memory://")
     p.add_argument("--budget-epsilon", type=float, default=10.0, help="ε limit per privacy unit")
     p.add_argument("--budget-delta", type=float, default=1e-5)
@@ -52,7 +55,7 @@ def config_from(args: argparse.Namespace) -> Any:
                        budget_epsilon=args.budget_epsilon, budget_delta=args.budget_delta,
                        budget_alpha=args.budget_alpha, defaults=defaults, replicas=args.replicas,
                        replica_cpus=args.replica_cpus, torch_threads=args.torch_threads,
-                       compile=COMPILE_FLAGS[args.compile],
+                       compile=COMPILE_FLAGS[args.compile], prefix_cache_tokens=args.prefix_cache_tokens,
                        max_batch_size=args.max_batch_size, batch_wait_s=args.batch_wait_ms / 1000.0,
                        max_body_bytes=args.max_body_bytes, host=args.host, port=args.port)
 

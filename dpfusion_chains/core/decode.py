@@ -1,8 +1,9 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
 Rows of one request are contiguous: its public view first, then one row per group. Each request
-is prefilled alone (its views' shared prefix computed once, then each suffix length without
-padding) and merged into the running batch, so a request can join at any step boundary. Each
+is prefilled alone (its views' shared prefix computed once, or taken from the engine's
+PrefixCache of recent public prefixes, then each suffix length without padding) and merged into
+the running batch, so a request can join at any step boundary. Each
 step takes the last position's logits only, runs the λ search for every group row of every
 request at once, mixes in probability space with one weighted row sum per request, samples one
 token per request with the request's own generator and appends it to all of the request's rows.
@@ -24,6 +25,8 @@ from dpfusion_chains.core.compiled import CompiledForward, StaticBatch
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
 from dpfusion_chains.core.kvcache import ReservedCache, new_cache
+from dpfusion_chains.core.matmul import active as weight_major_active
+from dpfusion_chains.core.prefix_cache import MIN_MATCH, PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
 
@@ -109,8 +112,9 @@ def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple
 
 def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
              cache: Any) -> tuple[torch.Tensor, Any]:
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
+    with weight_major_active():  # layers swapped by core.matmul.install compute few rows weight-major
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                    use_cache=True, logits_to_keep=1)
     return out.logits[:, -1, :], out.past_key_values
 
 
@@ -119,9 +123,10 @@ class DecodeBatch:
     logits waiting to be sampled, and the index plan of the fused step."""
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None,
-                 compiled: CompiledForward | None = None) -> None:
+                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled                      # optional compiled step (core.compiled)
+        self.prefixes = prefixes                      # optional store of public-prefix KV (core.prefix_cache)
         self.static: StaticBatch | None = None        # the cache frozen for it; None while eager
         if pad_id is None:
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -151,10 +156,13 @@ class DecodeBatch:
         shorter rows left-padded."""
         rows, dev = req.rows, self.device
         shared = common_prefix_length(rows) if len(rows) > 1 else 0
-        cache = new_cache(self.model, req.max_new_tokens + 1)
-        if shared:
-            prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=dev)
-            _, cache = _forward(self.model, prefix, None, torch.arange(shared, device=dev)[None], cache)
+        cache = self._fresh_cache(rows[0][:shared], req.max_new_tokens + 1)
+        start = cache.length if isinstance(cache, ReservedCache) else 0  # positions reused
+        if start < shared:
+            prefix = torch.tensor([rows[0][start:shared]], dtype=torch.long, device=dev)
+            _, cache = _forward(self.model, prefix, None, torch.arange(start, shared, device=dev)[None], cache)
+            if self.prefixes is not None and isinstance(cache, ReservedCache):
+                self.prefixes.store(rows[0][:shared], cache)
         if not isinstance(cache, ReservedCache) or len({len(r) for r in rows}) == 1:
             return self._prefill_padded(rows, shared, cache)
         by_length: dict[int, list[int]] = {}
@@ -187,6 +195,16 @@ class DecodeBatch:
         mask = torch.arange(width, device=dev)[None] >= torch.tensor(lead, device=dev)[:, None]
         last_pos = torch.tensor([[len(r) - 1] for r in rows], device=dev)
         return merged, mask, lead, last_pos, torch.cat(parts)[back]
+
+    def _fresh_cache(self, prefix: list[int], reserve: int) -> Any:
+        """A fresh cache for one request, already holding the longest stored match of its
+        public `prefix` when there is one (ReservedCache; None for models that need
+        transformers' default cache)."""
+        if self.prefixes is not None and len(prefix) >= MIN_MATCH:
+            _, cache = self.prefixes.lookup(prefix, reserve)
+            if cache is not None:
+                return cache
+        return new_cache(self.model, reserve)
 
     def _prefill_padded(self, rows: list[list[int]], shared: int,
                         cache: Any) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:

@@ -23,8 +23,11 @@ from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
+from dpfusion_chains.core.matmul import WeightMajorSetting, wants_weight_major
+from dpfusion_chains.core.matmul import install as install_weight_major
 from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model, resolve_device
 from dpfusion_chains.core.params import GenerationSettings, ResolvedBound, make_settings, resolve_bound
+from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.core.scheduler import DecodeScheduler
 from dpfusion_chains.core.spans import (MarkedMessage, PromptViews, RenderedPrompt, build_views, drop_units,
@@ -65,11 +68,16 @@ class DPFusionEngine:
     GenerationSettings field via `defaults`) apply to every call and can be overridden per call.
     `compile` runs decode steps as one torch.compile graph on a static cache: "auto" (on a CUDA
     GPU only; on CPU it measured slower, see benchmarks/compile_bench.py), True or False.
+    `prefix_cache_tokens` bounds the store of recent public prompt prefixes whose keys and
+    values later requests reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
+    few-row products of decode steps as (W·xᵀ)ᵀ ("auto": on a CPU, where MKL's stock layout
+    re-reads the weights; core.matmul), without changing the model outside the engine's calls.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
                  detector: str | Detector = "presidio", model_name: str | None = None,
                  chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
+                 prefix_cache_tokens: int = 2048, weight_major: WeightMajorSetting = "auto",
                  **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -84,8 +92,12 @@ class DPFusionEngine:
             tokenizer.pad_token = tokenizer.eos_token
         # Built lazily by torch at the first decode step; the eager step stays the reference.
         self.compiled = CompiledForward(model) if wants_compile(compile, self.device) else None
+        self.prefixes = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
+        if wants_weight_major(weight_major, self.device):
+            install_weight_major(model)
         # Concurrent calls (threads, asyncio executors, adapters) share one batched decode loop.
-        self._scheduler = DecodeScheduler(model, tokenizer, self.device, compiled=self.compiled)
+        self._scheduler = DecodeScheduler(model, tokenizer, self.device, compiled=self.compiled,
+                                          prefixes=self.prefixes)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

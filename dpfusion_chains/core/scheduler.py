@@ -24,6 +24,7 @@ import torch
 
 from dpfusion_chains.core.compiled import CompiledForward
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.prefix_cache import PrefixCache
 
 _DONE = object()
 
@@ -68,9 +69,10 @@ class DecodeScheduler:
     """Packs the requests of concurrent callers into one batched decode loop."""
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_rows: int = 64,
-                 compiled: CompiledForward | None = None) -> None:
+                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled          # optional compiled decode step, shared by every loop
+        self.prefixes = prefixes          # optional public-prefix KV store, shared by every loop
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
         self._cond = threading.Condition()
         self._pending: list[Ticket] = []
@@ -108,11 +110,14 @@ class DecodeScheduler:
                 taken.append(ticket)
             return taken
 
+    def _new_batch(self) -> DecodeBatch:
+        return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes)
+
     def _run(self) -> None:
         tickets: list[Ticket] = []
         try:
             with torch.inference_mode():
-                batch = DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled)
+                batch = self._new_batch()
                 while True:
                     arrived = self._admit(batch)
                     if arrived is None:
@@ -141,7 +146,7 @@ class DecodeScheduler:
                         for ticket in tickets:
                             ticket._finish(exc)
                         tickets = []
-                        batch = DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled)
+                        batch = self._new_batch()
                         continue
                     finished: set[int] = set()
                     for pos, text, done, error in events:

@@ -35,6 +35,7 @@ class ServeConfig(BaseModel):
     replica_cpus: float = Field(default=1.0, ge=0)
     torch_threads: int | None = Field(default=None, ge=1)
     compile: bool | Literal["auto"] = "auto"   # compiled decode steps (DPFusionEngine's `compile`)
+    prefix_cache_tokens: int = Field(default=2048, ge=0)  # public-prefix KV store (0: off)
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_s: float = Field(default=0.01, ge=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
@@ -77,11 +78,12 @@ def build_engine(config: ServeConfig) -> Any:
 
     spec = config.model
     if spec == "default":
-        return DPFusionEngine.from_default(device=config.device, detector=config.detector, compile=config.compile)
+        return DPFusionEngine.from_default(device=config.device, detector=config.detector, compile=config.compile,
+                                           prefix_cache_tokens=config.prefix_cache_tokens)
     if spec == "tiny":
         from dpfusion_chains.testing import tiny_engine
 
-        return tiny_engine(detector=config.detector)
+        return tiny_engine(detector=config.detector, prefix_cache_tokens=config.prefix_cache_tokens)
     if ":" in spec and not spec.startswith((".", "/")):
         module_name, _, attr = spec.partition(":")
         try:
@@ -90,7 +92,7 @@ def build_engine(config: ServeConfig) -> Any:
             raise ValueError(f"--model {spec!r}: cannot import factory {attr!r} from {module_name!r}: {exc}") from exc
         return factory(detector=config.detector)
     return DPFusionEngine.from_pretrained(spec, device=config.device, detector=config.detector,
-                                          compile=config.compile)
+                                          compile=config.compile, prefix_cache_tokens=config.prefix_cache_tokens)
 
 
 def open_budget(config: ServeConfig) -> Any:

@@ -98,3 +98,18 @@ def test_cli_compile_flag_reaches_the_config(flag, value):
 def test_unknown_compile_setting_is_refused():
     with pytest.raises(ValueError, match="compile"):
         ServeConfig(compile="fast")
+
+
+def test_cli_prefix_cache_flag_reaches_the_engine():
+    import argparse
+
+    from dpfusion_chains.commands import serve
+    from dpfusion_chains.serve.config import build_engine
+
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    config = serve.config_from(parser.parse_args(["serve", "--model", "tiny", "--prefix-cache-tokens", "0"]))
+    assert config.prefix_cache_tokens == 0 and build_engine(config).prefixes is None
+    assert build_engine(config.model_copy(update={"prefix_cache_tokens": 64})).prefixes.max_tokens == 64
+    with pytest.raises(ValueError, match="prefix_cache_tokens"):
+        ServeConfig(prefix_cache_tokens=-1)

@@ -1,0 +1,97 @@
+"""Weight-major few-row products: the same numbers as nn.Linear inside the engine, bit-identical
+stock behaviour outside it (other threads, other libraries sharing the model), only plain
+float32 CPU layers swapped, and nothing dynamo cannot trace."""
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from dpfusion_chains.core import matmul
+from dpfusion_chains.core.matmul import MAX_ROWS, WeightMajorLinear, active, install, wants_weight_major
+from dpfusion_chains.testing import tiny_engine
+
+
+def swapped(in_features=24, out_features=40, bias=True):
+    torch.manual_seed(0)
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    reference = nn.Linear(in_features, out_features, bias=bias)
+    reference.load_state_dict(layer.state_dict())
+    assert install(layer) == 1 and type(layer) is WeightMajorLinear
+    return layer, reference
+
+
+@pytest.mark.parametrize("shape", [(2, 24), (3, 5, 24), (MAX_ROWS, 24), (1, 7, 24)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_inside_the_engine_the_products_match_nn_linear(shape, bias):
+    layer, reference = swapped(bias=bias)
+    x = torch.randn(shape)
+    with active():
+        out = layer(x)
+    assert out.shape == reference(x).shape and out.is_contiguous()
+    assert torch.allclose(out, reference(x), atol=1e-5)
+
+
+def test_outside_the_engine_and_for_one_or_many_rows_the_stock_kernel_runs(monkeypatch):
+    layer, reference = swapped()
+    calls = []
+    monkeypatch.setattr(matmul.torch, "mm", lambda *a: calls.append(a) or torch.matmul(*a))
+    for shape in [(4, 24), (1, 24), (MAX_ROWS + 1, 24)]:
+        x = torch.randn(shape)
+        assert torch.equal(layer(x), reference(x))  # outside active(): bit-identical
+        with active():
+            if shape[0] == 1 or shape[0] > MAX_ROWS:
+                assert torch.equal(layer(x), reference(x))
+    assert calls == []
+    with active():
+        layer(torch.randn(4, 24))
+    assert len(calls) == 1
+
+
+def test_active_is_per_thread_and_restores_the_previous_state():
+    layer, reference = swapped()
+    x = torch.randn(4, 24)
+    seen = []
+    with active():
+        worker = threading.Thread(target=lambda: seen.append(torch.equal(layer(x), reference(x))))
+        worker.start()
+        worker.join()
+        with active():
+            pass
+        assert matmul._state.on
+    assert seen == [True] and not matmul._state.on
+
+
+def test_install_swaps_only_plain_float32_cpu_linears_once():
+    class Custom(nn.Linear):
+        pass
+
+    model = nn.Sequential(nn.Linear(4, 4), Custom(4, 4), nn.Linear(4, 4).to(torch.bfloat16), nn.Embedding(5, 4))
+    assert install(model) == 1
+    assert [type(m).__name__ for m in model] == ["WeightMajorLinear", "Custom", "Linear", "Embedding"]
+    assert install(model) == 0
+
+
+def test_it_traces_under_torch_compile_with_fullgraph():
+    layer, reference = swapped()
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    x = torch.randn(4, 24)
+    with active():
+        assert torch.allclose(compiled(x), reference(x), atol=1e-6)
+
+
+def test_the_setting_resolves_per_device_and_refuses_other_values():
+    assert wants_weight_major("auto", torch.device("cpu"))
+    assert not wants_weight_major("auto", torch.device("cuda"))
+    assert wants_weight_major(True, torch.device("cuda")) and not wants_weight_major(False, torch.device("cpu"))
+    with pytest.raises(ValueError, match="weight_major must be True, False or 'auto'"):
+        wants_weight_major("yes", torch.device("cpu"))
+
+
+def test_the_engine_swaps_on_cpu_and_keeps_its_tokens():
+    on, off = tiny_engine(seed=4), tiny_engine(seed=4, weight_major=False)
+    assert any(type(m) is WeightMajorLinear for m in on.model.modules())
+    assert not any(type(m) is WeightMajorLinear for m in off.model.modules())
+    msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
+    assert on.generate(msgs, seed=1, max_new_tokens=8).text == off.generate(msgs, seed=1, max_new_tokens=8).text
