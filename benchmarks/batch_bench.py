@@ -18,7 +18,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.speed_common import (StageTimers, load_average, load_engine, peak_memory_mb, request_prompts, save,
+from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average, load_engine, peak_memory_mb, request_prompts, save,
                                      timed)
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    add_engine_flags(parser)
     args = parser.parse_args(argv)
 
-    engine = load_engine(args.device)
+    engine = load_engine(args.device, **engine_flags(args))
     prompts = request_prompts(args.requests)
     n, tokens = args.requests, args.tokens
 
@@ -55,12 +56,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(args.repeats):
             for name, fn in ways.items():
                 timers.reset()
-                elapsed, results = timed(fn)
+                elapsed, results = timed(fn, engine)
                 assert [r.tokens for r in results] == [tokens] * n
                 if elapsed < best[name][0]:
                     best[name] = (elapsed, timers.prefill)
     seq, seq_prefill = best["sequential"]
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × {tokens} tokens, best of {args.repeats}; "
+          f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}; "
           f"load average {load_average()}")
     print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'decode s':>9} "
           f"{'decode × seq.':>14}")
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
               f"{decode:>9.2f} {row['decode_speedup']:>13.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "repeats": args.repeats, "rows": rows,
+              "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
               **peak_memory_mb(engine.device)}
-    save("batch_bench", report)
+    save("batch_bench" + ("" if tokens == 24 else f"_{tokens}tokens") + flags_suffix(args), report)
     return report
 
 

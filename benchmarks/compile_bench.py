@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def run(engine: Any, seed: int) -> Any:
         return engine.generate(prompt, beta=0.05, max_new_tokens=args.tokens, seed=seed, detector="whole")
 
-    first_eager, _ = timed(lambda: run(eager, 0))
-    first_compiled, _ = timed(lambda: run(compiled, 0))  # builds the graph
+    first_eager, _ = timed(lambda: run(eager, 0), eager)
+    first_compiled, _ = timed(lambda: run(compiled, 0), compiled)  # builds the graph
     best = {"plain": float("inf"), "eager": float("inf"), "compiled": float("inf")}
     same = True
     for r in range(args.repeats):  # interleaved: all three see the same machine load
         t_plain, _ = timed(lambda: run_plain(eager, clear, args.tokens, r + 1))
-        t_eager, out_eager = timed(lambda: run(eager, r + 1))
-        t_compiled, out_compiled = timed(lambda: run(compiled, r + 1))
+        t_eager, out_eager = timed(lambda: run(eager, r + 1), eager)
+        t_compiled, out_compiled = timed(lambda: run(compiled, r + 1), compiled)
         best = {"plain": min(best["plain"], t_plain), "eager": min(best["eager"], t_eager),
                 "compiled": min(best["compiled"], t_compiled)}
         same = same and out_eager.token_ids == out_compiled.token_ids

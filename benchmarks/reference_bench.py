@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.speed_common import load_average, load_engine, request_prompts, save, timed
+from benchmarks.speed_common import add_engine_flags, engine_flags, flags_suffix, load_average, load_engine, request_prompts, save, timed
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 
 VERSION = "0.1.0"
@@ -80,10 +80,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help="our engine's compiled decode steps (auto: CUDA only); graphs are built in the warm-up")
+    add_engine_flags(parser)
     args = parser.parse_args(argv)
 
     reference = import_reference()
-    engine = load_engine(args.device, compile=COMPILE_FLAGS[args.compile])
+    engine = load_engine(args.device, compile=COMPILE_FLAGS[args.compile], **engine_flags(args))
     theirs = reference.DPFusion(model=engine.model, tokenizer=_NoEosTokenizer(engine.tokenizer))
     prompts = request_prompts(args.requests)
     token_views = [views(engine, p) for p in prompts]
@@ -118,11 +119,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best = {name: float("inf") for name in runs}
     for _ in range(args.repeats):  # interleaved: load from other processes hits both sides alike
         for name, fn in runs.items():
-            best[name] = min(best[name], timed(fn)[0])
+            best[name] = min(best[name], timed(fn, engine)[0])
     one = best["dp-fusion-lib, 1 request"] / best["ours, 1 request"]
     many = best[f"dp-fusion-lib, {n} requests"] / best[f"ours, {n} requests"]
     print(f"model: {engine.model_name} on {engine.device}, ours {'compiled' if engine.compiled else 'eager'}; α={ALPHA}, β={BETA}, {tokens} tokens, prompt "
-          f"{len(token_views[0][0])} tokens; best of {args.repeats}; load average {load_average()}")
+          f"{len(token_views[0][0])} tokens; best of {args.repeats}; prefix store {args.prefix_cache_tokens} tokens (cold "
+          f"at each run), weight-major {args.weight_major}; load average {load_average()}")
     print(f"{'run':>28} {'seconds':>8} {'tokens/s':>9}")
     rows = []
     for name, elapsed in best.items():
@@ -131,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:>28} {elapsed:>8.2f} {count * tokens / elapsed:>9.2f}")
     print(f"ours ÷ dp-fusion-lib tokens/s: {one:.2f}× for 1 request, {many:.2f}× for {n} requests")
     report = {"device": str(engine.device), "tokens": tokens, "requests": n, "alpha": ALPHA, "beta": BETA,
-              "compiled": engine.compiled is not None, "rows": rows, "speedup_one": one, "speedup_many": many, "reference": f"dp-fusion-lib {VERSION}"}
-    save("reference_bench_compiled" if engine.compiled is not None else "reference_bench", report)
+              "compiled": engine.compiled is not None, "rows": rows,
+              "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major, "speedup_one": one, "speedup_many": many, "reference": f"dp-fusion-lib {VERSION}"}
+    save(("reference_bench_compiled" if engine.compiled is not None else "reference_bench") + flags_suffix(args), report)
     return report
 
 

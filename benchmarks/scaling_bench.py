@@ -29,7 +29,7 @@ def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -
                 "dp_1": lambda: engine.generate(prompt, max_new_tokens=1, seed=0, **SETTINGS),
                 "dp_n": lambda: engine.generate(prompt, max_new_tokens=1 + tokens, seed=0, **SETTINGS)}
         for name, fn in runs.items():
-            best[name] = min(best[name], timed(fn)[0])
+            best[name] = min(best[name], timed(fn, engine)[0])
     plain_1, plain_n, dp_1, dp_n = best["plain_1"], best["plain_n"], best["dp_1"], best["dp_n"]
     plain_step, dp_step = (plain_n - plain_1) / tokens, (dp_n - dp_1) / tokens
     return {"groups": groups, "prompt_tokens": int(ids.shape[1]), "plain_step_ms": 1e3 * plain_step,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import time
@@ -46,6 +47,34 @@ class StageTimers:
 
     def reset(self) -> None:
         self.mixing = self.prefill = 0.0
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """The engine's speed settings, so each one's share of a result can be measured."""
+    parser.add_argument("--prefix-cache-tokens", type=int, default=2048,
+                        help="public-prefix KV store (0: off); cleared before every timed run")
+    parser.add_argument("--weight-major", choices=["auto", "on", "off"], default="auto",
+                        help="few-row products as (W·xᵀ)ᵀ (auto: on a CPU)")
+
+
+def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """load_engine keyword arguments from add_engine_flags' options."""
+    return {"prefix_cache_tokens": args.prefix_cache_tokens,
+            "weight_major": {"auto": "auto", "on": True, "off": False}[args.weight_major]}
+
+
+def flags_suffix(args: argparse.Namespace) -> str:
+    """A result-file suffix naming the engine settings that differ from the defaults."""
+    parts = [] if args.prefix_cache_tokens == 2048 else [f"prefix{args.prefix_cache_tokens}"]
+    parts += [] if args.weight_major == "auto" else [f"weightmajor-{args.weight_major}"]
+    return "".join("_" + p for p in parts)
+
+
+def cold(engine: Any) -> None:
+    """Empty the engine's public-prefix store, so a timed run reuses only prefixes it computed
+    itself (across its own requests), never those of the warm-up or an earlier run."""
+    if engine.prefixes is not None:
+        engine.prefixes.clear()
 
 
 def load_engine(device: str = "auto", **kwargs: Any) -> Any:
@@ -104,8 +133,10 @@ def run_plain(engine: Any, input_ids: torch.Tensor, tokens: int, seed: int) -> N
     assert out.shape[1] - input_ids.shape[1] == tokens
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(wall seconds, result) of one call."""
+def timed(fn: Callable[[], Any], *engines: Any) -> tuple[float, Any]:
+    """(wall seconds, result) of one call, the given engines' prefix stores emptied first (cold)."""
+    for engine in engines:
+        cold(engine)
     sync()
     start = time.perf_counter()
     out = fn()
