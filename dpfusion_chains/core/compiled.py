@@ -42,6 +42,9 @@ CompileSetting = bool | Literal["auto"]
 COMPILE_FLAGS: dict[str, CompileSetting] = {"auto": "auto", "on": True, "off": False}
 CAPACITY_STEP = 256  # static capacities are multiples of this (fewer distinct graph shapes)
 CPU_MAX_ROWS = 8     # the CPU-tuned graph runs batches of at most this many rows (see CompiledForward)
+# What dynamo raises for a fullgraph function that would need one graph more than its
+# recompile limit allows (torch 2.13; the name differs in some older releases).
+RECOMPILE_LIMIT_ERRORS = frozenset({"FailOnRecompileLimitHit", "RecompileLimitExceeded", "CacheLimitExceeded"})
 
 
 def wants_compile(setting: CompileSetting, device: torch.device) -> bool:
@@ -53,12 +56,17 @@ def wants_compile(setting: CompileSetting, device: torch.device) -> bool:
     raise ValueError(f"compile must be True, False or 'auto', got {setting!r}")
 
 
+def static_capacity(length: int, room: int) -> int:
+    """Positions a StaticBatch allocates: the cache's length plus room, rounded up."""
+    return -(-(length + room) // CAPACITY_STEP) * CAPACITY_STEP
+
+
 class StaticBatch:
     """A batch's KV cache frozen into a StaticCache, with its [rows, capacity] mask."""
 
     def __init__(self, model: Any, cache: ReservedCache, mask: torch.Tensor, room: int) -> None:
         length = cache.length
-        capacity = -(-(length + room) // CAPACITY_STEP) * CAPACITY_STEP
+        capacity = static_capacity(length, room)
         self.cache = StaticCache(config=model.config, max_cache_len=capacity)
         for static, reserved in zip(self.cache.layers, cache.layers):
             static.lazy_initialization(reserved.keys, reserved.values)
@@ -116,6 +124,9 @@ class CompiledForward:
             self._fn = torch.compile(model.forward, fullgraph=True, backend=backend, dynamic=dynamic, mode=mode)
         self.broken = False   # set when the graph failed to build: the engine stays eager
         self._ran = False
+        # (rows, capacity) shapes refused a graph of their own by dynamo's recompile limit
+        # (8 graphs per module by default): batches of those shapes decode eagerly.
+        self.eager_shapes: set[tuple[int, int]] = set()
         # Batches with more rows decode eagerly. On the 2-core CPU, steps of 4 rows ran 1.86x
         # faster compiled, 8 rows about even (1.06x), 16 rows slower (0.67x): with many rows
         # the BLAS kernels are efficient again and the static capacity adds attention work.
@@ -133,15 +144,27 @@ class CompiledForward:
     def supports(cache: Any) -> bool:
         return isinstance(cache, ReservedCache)
 
+    def accepts(self, rows: int, capacity: int) -> bool:
+        """Whether a batch of this shape may run compiled."""
+        return not self.broken and (self.max_rows is None or rows <= self.max_rows) \
+            and (rows, capacity) not in self.eager_shapes
+
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                  static: StaticBatch) -> torch.Tensor | None:
-        """[rows, vocab] logits of the last position, or None when the graph could not be built
-        (the first call only; the caller then runs the eager step)."""
+        """[rows, vocab] logits of the last position, or None when no graph could be built: at the
+        first call (the compiler fails) or for a new shape past dynamo's recompile limit. The
+        caller then runs the eager step."""
         try:
             with self._settings():
                 out = self._fn(input_ids=ids, attention_mask=mask, position_ids=positions,
                                past_key_values=static.cache, use_cache=True, logits_to_keep=1)
         except Exception as exc:  # noqa: BLE001 - compilers fail in many ways; eager is always there
+            if self._ran and type(exc).__name__ in RECOMPILE_LIMIT_ERRORS:
+                # raised before anything ran: the step can still be taken eagerly
+                self.eager_shapes.add((ids.shape[0], static.capacity))
+                logger.warning("torch.compile's recompile limit is reached: batches of %d rows (capacity %d) "
+                               "decode eagerly", ids.shape[0], static.capacity)
+                return None
             if self._ran:
                 raise
             self.broken = True

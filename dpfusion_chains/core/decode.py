@@ -1,12 +1,11 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
 Rows of one request are contiguous: its public view first, then one row per group. Each request
-is prefilled alone (its views' shared prefix computed once, or taken from the engine's
-PrefixCache of recent public prefixes, then each suffix length without padding) and merged into
-the running batch, so a request can join at any step boundary. Each
-step takes the last position's logits only, runs the λ search for every group row of every
-request at once, mixes in probability space with one weighted row sum per request, samples one
-token per request with the request's own generator and appends it to all of the request's rows.
+is prefilled alone (core.prefill) and merged into the running batch, so a request can join at
+any step boundary. Each step takes the last position's logits
+only, runs the λ search for every group row of every request at once, mixes in probability
+space with one weighted row sum per request, samples one token per request with the request's
+own generator and appends it to all of the request's rows.
 The only host synchronisation per step is reading the sampled tokens for the stop check.
 Finished requests leave the batch. With a CompiledForward (core.compiled), decode steps run as
 one compiled graph on a static copy of the cache, which is handed back before requests join or
@@ -21,12 +20,11 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core.compiled import CompiledForward, StaticBatch
+from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
-from dpfusion_chains.core.kvcache import ReservedCache, new_cache
-from dpfusion_chains.core.matmul import active as weight_major_active
-from dpfusion_chains.core.prefix_cache import MIN_MATCH, PrefixCache
+from dpfusion_chains.core.prefill import common_prefix_length, forward_last, prefill_request
+from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
 
@@ -91,33 +89,6 @@ class DecodeRequest:
         return False
 
 
-def common_prefix_length(rows: list[list[int]]) -> int:
-    """Tokens shared by every row, leaving at least one token per row for the batched pass."""
-    limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows[1:]):
-        n += 1
-    return n
-
-
-def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = True
-    return ids.to(device), mask.to(device)
-
-
-def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
-             cache: Any) -> tuple[torch.Tensor, Any]:
-    with weight_major_active():  # layers swapped by core.matmul.install compute few rows weight-major
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :], out.past_key_values
-
-
 class DecodeBatch:
     """Device-side state of the rows still decoding: KV cache, attention mask, positions, the
     logits waiting to be sampled, and the index plan of the fused step."""
@@ -148,89 +119,16 @@ class DecodeBatch:
         return sum(len(r.rows) for r in self.requests)
 
     # -- joining ----------------------------------------------------------------------------
-    def _prefill_one(self, req: DecodeRequest) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
-        """Prefill one request's rows: (cache, mask, leading padding per row, last positions, logits).
-        The views' shared prefix is computed once; each distinct suffix length is then one
-        forward with no padding (a redacted view is often much shorter than the private one, and
-        padding it would compute the difference for nothing), and the parts are merged with the
-        shorter rows left-padded."""
-        rows, dev = req.rows, self.device
-        shared = common_prefix_length(rows) if len(rows) > 1 else 0
-        cache = self._fresh_cache(rows[0][:shared], req.max_new_tokens + 1)
-        start = cache.length if isinstance(cache, ReservedCache) else 0  # positions reused
-        if start < shared:
-            prefix = torch.tensor([rows[0][start:shared]], dtype=torch.long, device=dev)
-            _, cache = _forward(self.model, prefix, None, torch.arange(start, shared, device=dev)[None], cache)
-            if self.prefixes is not None and isinstance(cache, ReservedCache):
-                self.prefixes.store(rows[0][:shared], cache)
-        if not isinstance(cache, ReservedCache) or len({len(r) for r in rows}) == 1:
-            return self._prefill_padded(rows, shared, cache)
-        by_length: dict[int, list[int]] = {}
-        for i, r in enumerate(rows):
-            by_length.setdefault(len(r), []).append(i)
-        merged: ReservedCache | None = None
-        order: list[int] = []
-        parts: list[torch.Tensor] = []
-        for n, (length, members) in enumerate(by_length.items()):
-            if n < len(by_length) - 1:  # the prefix is still needed: expand a copy of it
-                part = cache.copy(repeats=len(members))
-            else:
-                part = cache
-                if len(members) > 1:
-                    part.batch_repeat_interleave(len(members))
-            ids = torch.tensor([rows[i][shared:] for i in members], dtype=torch.long, device=dev)
-            pos = torch.arange(shared, length, device=dev)[None].expand(len(members), -1)
-            logits, part = _forward(self.model, ids, None, pos, part)
-            if merged is None:
-                merged = part
-            else:
-                merged.merge(part)
-            order += members
-            parts.append(logits)
-        assert merged is not None  # rows of different lengths: at least two parts
-        back = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=dev)
-        merged.batch_select_indices(back)
-        width = max(len(r) for r in rows)
-        lead = [width - len(r) for r in rows]
-        mask = torch.arange(width, device=dev)[None] >= torch.tensor(lead, device=dev)[:, None]
-        last_pos = torch.tensor([[len(r) - 1] for r in rows], device=dev)
-        return merged, mask, lead, last_pos, torch.cat(parts)[back]
-
-    def _fresh_cache(self, prefix: list[int], reserve: int) -> Any:
-        """A fresh cache for one request, already holding the longest stored match of its
-        public `prefix` when there is one (ReservedCache; None for models that need
-        transformers' default cache)."""
-        if self.prefixes is not None and len(prefix) >= MIN_MATCH:
-            _, cache = self.prefixes.lookup(prefix, reserve)
-            if cache is not None:
-                return cache
-        return new_cache(self.model, reserve)
-
-    def _prefill_padded(self, rows: list[list[int]], shared: int,
-                        cache: Any) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
-        """The suffixes as one left-padded forward: for equal lengths (no padding at all), and
-        for models whose cache cannot merge (padding between prefix and suffix, masked)."""
-        dev = self.device
-        if shared:
-            cache.batch_repeat_interleave(len(rows))
-        prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=dev)
-        ids, suffix_mask = _left_pad([r[shared:] for r in rows], self.pad_id, dev)
-        pos = (shared + suffix_mask.long().cumsum(dim=1) - 1).clamp_min(0)
-        mask = torch.cat([prefix_mask, suffix_mask], dim=1)
-        width = ids.shape[1]
-        lead = [0 if shared else width - len(r) for r in rows]
-        logits, cache = _forward(self.model, ids, mask.long(), pos, cache)
-        return cache, mask, lead, pos[:, -1:], logits
-
     def add(self, requests: list[DecodeRequest]) -> None:
         """Prefill `requests` and merge them into the batch; their logits wait for the next step."""
         self._thaw()
         for req in requests:
-            cache, mask, lead, last_pos, logits = self._prefill_one(req)
+            p = prefill_request(self.model, req.rows, req.max_new_tokens + 1, self.pad_id, self.device,
+                                self.prefixes)
             if not self.requests:
-                self.cache, self.mask, self.lead, self.last_pos, self.logits = cache, mask, lead, last_pos, logits
+                self.cache, self.mask, self.lead, self.last_pos, self.logits = p.cache, p.mask, p.lead, p.last_pos, p.logits
             else:
-                self._merge(cache, mask, lead, last_pos, logits)
+                self._merge(p.cache, p.mask, p.lead, p.last_pos, p.logits)
             self.requests.append(req)
             # padding exists when views differ in length or the merge padded one side (host-side facts)
             self.padded = self.padded or any(self.lead) or len({len(r) for r in req.rows}) > 1
@@ -324,24 +222,25 @@ class DecodeBatch:
                 self.static.advanced()
                 self.logits = logits
                 return
-            self._thaw()  # the graph could not be built: this and every later step run eagerly
+            self._thaw()  # no graph for this shape (or none at all): the step runs eagerly
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         # A 4-D boolean mask goes to SDPA as is (no per-step mask building, no host check of
         # whether it is all ones); without padding no mask is needed at all.
         mask = self.mask[:, None, None, :] if self.padded else None
-        self.logits, self.cache = _forward(self.model, ids, mask, self.last_pos, self.cache)
+        self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache)
 
     # -- compiled steps ---------------------------------------------------------------------
     def _freeze(self) -> bool:
         """Whether this step runs compiled; freezes the cache (again) when needed."""
-        if self.compiled is None or self.compiled.broken or not CompiledForward.supports(self.cache):
+        if self.compiled is None or not CompiledForward.supports(self.cache):
             return False
-        if self.compiled.max_rows is not None and self.rows > self.compiled.max_rows:
-            return False  # rows change only through add/remove, which thaw first: nothing frozen now
         if self.static is not None and self.static.full:
             self._thaw()
         if self.static is None:
+            # rows change only through add/remove, which thaw first: a refused shape has nothing frozen
             room = max(r.max_new_tokens - len(r.generated) for r in self.requests) + 1
+            if not self.compiled.accepts(self.rows, static_capacity(self.cache.length, room)):
+                return False
             self.static = StaticBatch(self.model, self.cache, self.mask, room)
         return True
 

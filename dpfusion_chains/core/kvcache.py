@@ -108,17 +108,20 @@ class ReservedCache(DynamicCache):
         for layer, (keys, values) in zip(self.layers, buffers, strict=True):
             layer._set(keys, values, length)
 
-    def copy(self, repeats: int = 1, length: int | None = None, reserve: int | None = None) -> ReservedCache:
-        """An independent cache holding the same positions (the first `length` of them), each
-        row `repeats` times, with our reserve for later writes unless `reserve` is given."""
+    def copy(self, repeats: int = 1, length: int | None = None, reserve: int | None = None,
+             row: int | None = None) -> ReservedCache:
+        """An independent cache holding the same positions (the first `length` of them) of every
+        row (or of row `row` alone), each `repeats` times, with our reserve for later writes
+        unless `reserve` is given."""
         if reserve is None:
             reserve = self.layers[0].reserve if self.layers else 0
         twin = ReservedCache(len(self.layers), reserve)
         for layer, mine in zip(twin.layers, self.layers):
             keep = mine.length if length is None else min(length, mine.length)
             if keep:  # repeat_interleave always copies, also for repeats=1
-                layer._set(mine.keys[:, :, :keep].repeat_interleave(repeats, dim=0),
-                           mine.values[:, :, :keep].repeat_interleave(repeats, dim=0), keep)
+                rows = slice(None) if row is None else slice(row, row + 1)
+                layer._set(mine.keys[rows, :, :keep].repeat_interleave(repeats, dim=0),
+                           mine.values[rows, :, :keep].repeat_interleave(repeats, dim=0), keep)
         return twin
 
     def merge(self, other: ReservedCache) -> None:

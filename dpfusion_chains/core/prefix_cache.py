@@ -1,16 +1,20 @@
-"""Keys and values of recent public prompt prefixes, reused across requests.
+"""Keys and values of recent public views, reused across requests.
 
 Requests to one engine often open alike: the same system prompt, instructions, tool
-descriptions or public background, with the private records further down. The views of a
-request share every token before the first private one, and those tokens are a prefix of the
-public view, so they are public. This cache keeps the KV of such prefixes (never of a private
-token: only the common prefix of a request's views is ever stored) and hands a copy of the
-longest match to the next prefill, which then computes only the rest.
+descriptions or public background, with the private records further down; the next turn of a
+chat repeats the last one; a batch job asks one question of many records. A request's public
+view (every private span redacted) is public, so its keys and values may outlive the request.
+This store keeps them (never a token of a group view: the prefill offers only the public view)
+and hands the next prefill a copy of the longest stored prefix of its public view, which then
+computes only the rest. A view stored in full also keeps its next-token logits, so a request
+whose public view repeats one exactly computes no public token at all.
 
-Bounded by a token budget, least recently used first out. Reusing a prefix computed in another
-forward changes float rounding (chunked instead of one pass), not the distribution. A hit makes
-a request faster, so timing shows that the same public prefix was sent recently; set
-`prefix_cache_tokens=0` where requests of different tenants must not see even that.
+Bounded by a token budget (positions; each costs layers × 2 × KV heads × head dim × dtype
+bytes, 46 KB with SmolLM2-135M in float32), least recently used first out. Reusing keys and
+values computed in another forward changes float rounding (chunked instead of one pass), not
+the distribution. A hit makes a request faster, so timing shows that the same public text was
+sent recently; set `prefix_cache_tokens=0` where requests of different tenants must not learn
+even that.
 """
 
 from __future__ import annotations
@@ -18,15 +22,28 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import torch
+
 from dpfusion_chains.core.kvcache import ReservedCache
 
 MIN_MATCH = 16  # shorter matches (a chat template's first line) are not worth a copy
 
 
 @dataclass
+class StoredPrefix:
+    """A lookup's answer: the first `length` positions of the asked view in a private cache;
+    `logits` (next-token, [V]) when the whole view was stored and matched."""
+
+    length: int
+    cache: ReservedCache
+    logits: torch.Tensor | None = None
+
+
+@dataclass
 class _Entry:
     tokens: tuple[int, ...]
     cache: ReservedCache
+    logits: torch.Tensor | None
 
 
 def _common_length(a: tuple[int, ...], b: list[int]) -> int:
@@ -38,7 +55,7 @@ def _common_length(a: tuple[int, ...], b: list[int]) -> int:
 
 
 class PrefixCache:
-    """LRU store of public-prefix KV caches, at most `max_tokens` positions in all."""
+    """LRU store of public-view KV caches, at most `max_tokens` positions in all."""
 
     def __init__(self, max_tokens: int) -> None:
         if max_tokens < 0:
@@ -52,33 +69,39 @@ class PrefixCache:
     def tokens(self) -> int:
         return sum(len(e.tokens) for e in self._entries)
 
-    def lookup(self, tokens: list[int], reserve: int) -> tuple[int, ReservedCache | None]:
-        """(matched length, a private copy of the cache holding those positions) for the longest
-        stored prefix of `tokens`; (0, None) below MIN_MATCH."""
+    def lookup(self, view: list[int], reserve: int) -> StoredPrefix | None:
+        """The longest stored prefix of `view` (None below MIN_MATCH). Unless `view` was stored
+        whole, at least its last token is left to compute, for its logits."""
         with self._lock:
             best, length = None, 0
             for entry in self._entries:
-                n = _common_length(entry.tokens, tokens)
-                if n > length:
+                n = _common_length(entry.tokens, view)
+                whole = n == len(entry.tokens) and entry.logits is not None  # preferred on a tie
+                if n > length or (n == length and n and whole):
                     best, length = entry, n
+            exact = best is not None and best.logits is not None and len(best.tokens) == length == len(view)
+            if not exact:
+                length = min(length, len(view) - 1)
             if best is None or length < MIN_MATCH:
                 self.misses += 1
-                return 0, None
+                return None
             self.hits += 1
             self._entries.remove(best)
             self._entries.append(best)
-            return length, best.cache.copy(length=length, reserve=reserve)
+            logits = best.logits.clone() if exact else None
+            return StoredPrefix(length, best.cache.copy(length=length, reserve=reserve), logits)
 
-    def store(self, tokens: list[int], cache: ReservedCache) -> None:
-        """Keep a copy of `cache` (its first len(tokens) positions are `tokens`, all public)."""
-        if not MIN_MATCH <= len(tokens) <= self.max_tokens or cache.length < len(tokens):
+    def store(self, view: list[int], cache: ReservedCache, row: int = 0, logits: torch.Tensor | None = None) -> None:
+        """Keep a copy of row `row` of `cache`, whose first len(view) positions hold the public
+        `view`, and the next-token `logits` after it."""
+        if not MIN_MATCH <= len(view) <= self.max_tokens or cache.length < len(view):
             return
-        key = tuple(tokens)
-        kept = cache.copy(length=len(tokens), reserve=0)
+        entry = _Entry(tuple(view), cache.copy(length=len(view), reserve=0, row=row),
+                       None if logits is None else logits.detach().clone())
         with self._lock:
-            # an entry that is a prefix of the new one adds nothing: the new one serves its matches
-            self._entries = [e for e in self._entries if _common_length(e.tokens, tokens) < len(e.tokens)]
-            self._entries.append(_Entry(key, kept))
+            # a stored prefix of the new view (the same view included) adds nothing now
+            self._entries = [e for e in self._entries if _common_length(e.tokens, view) < len(e.tokens)]
+            self._entries.append(entry)
             while self.tokens > self.max_tokens:
                 self._entries.pop(0)
 
@@ -87,4 +110,4 @@ class PrefixCache:
             self._entries.clear()
 
 
-__all__ = ["MIN_MATCH", "PrefixCache"]
+__all__ = ["MIN_MATCH", "PrefixCache", "StoredPrefix"]

@@ -164,6 +164,32 @@ def test_a_failure_after_the_graph_ran_is_raised(engine):
         run_joined(engine, compiled)
 
 
+def test_shapes_past_the_recompile_limit_decode_eagerly(engine, caplog):
+    """Dynamo builds one graph per batch shape up to its recompile limit and then, with
+    fullgraph, raises: those shapes step eagerly (warned once each), the others keep their graph."""
+    import torch._dynamo
+
+    eager = run_joined(engine, None)
+    torch._dynamo.reset()
+    traced = CompiledForward(engine.model, backend="eager")
+    rows_run = []
+    real = traced._fn
+
+    def recording(**kwargs):
+        out = real(**kwargs)
+        rows_run.append(kwargs["input_ids"].shape[0])
+        return out
+
+    traced._fn = recording
+    with caplog.at_level(logging.WARNING, logger="dpfusion_chains.core.compiled"), \
+            torch._dynamo.config.patch(recompile_limit=1):
+        assert run_joined(engine, traced) == eager
+    torch._dynamo.reset()
+    assert set(rows_run) == {2}  # A alone: the one graph; 5, 6 and 3 rows were refused
+    assert {rows for rows, _ in traced.eager_shapes} == {5, 6, 3} and not traced.broken
+    assert caplog.text.count("recompile limit") == len(traced.eager_shapes)
+
+
 @pytest.mark.slow
 def test_inductor_graph_gives_the_eager_tokens_on_cpu():
     """The real compiled path (inductor, float32 CPU): same seed, same tokens as eager."""

@@ -83,10 +83,10 @@ def test_a_suffix_length_shared_by_several_views_before_the_last_gives_each_row_
 
 def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
     """Models whose cache cannot merge keep the padded suffix pass; tokens do not change."""
-    import dpfusion_chains.core.decode as decode_module
+    import dpfusion_chains.core.prefill as prefill_module
 
     with_merge = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))]
-    monkeypatch.setattr(decode_module, "new_cache", lambda model, reserve=0: None)
+    monkeypatch.setattr(prefill_module, "new_cache", lambda model, reserve=0: None)
     assert [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))] == with_merge
 
 
