@@ -22,7 +22,7 @@ import torch
 
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
-from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
+from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
 from dpfusion_chains.core.prefill import common_prefix_length, forward_last, prefill_request
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
@@ -274,10 +274,14 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
             requests[i].step_lambdas.append(lam[s:e])
             requests[i].step_divergences.append(div[s:e])
     mixed = mix_rows(probs, lam, plan)
-    skipped = mixed.new_zeros(1, dtype=torch.long)
-    tokens = [skipped if i in failed else torch.multinomial(mixed[i], 1, generator=r.generator)
-              for i, r in enumerate(requests)]
-    return torch.cat(tokens), failed
+    if not failed:
+        return sample_rows(mixed, [r.generator for r in requests]), failed
+    # a failed mixture is never sampled: its request leaves without a token (0 is a placeholder)
+    keep = [i for i in range(len(requests)) if i not in failed]
+    tokens = torch.zeros(len(requests), dtype=torch.long, device=mixed.device)
+    if keep:
+        tokens[keep] = sample_rows(mixed[keep], [requests[i].generator for i in keep])
+    return tokens, failed
 
 
 def prefill(model: Any, requests: list[DecodeRequest], pad_id: int, device: torch.device) -> tuple[torch.Tensor, DecodeBatch]:

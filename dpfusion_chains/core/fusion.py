@@ -8,6 +8,7 @@ clamped — clamping at a floor under-estimates divergences and silently breaks 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -162,6 +163,16 @@ def fuse(log_mixtures: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_mixtures, dim=0) - math.log(log_mixtures.shape[0])
 
 
-def sample_token(logp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token id from a log-distribution [V] (returns a 1-element tensor, no host sync)."""
-    return torch.multinomial(torch.softmax(logp, dim=-1), 1, generator=generator)
+def sample_rows(probs: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """One token id per row of `probs` ([R, V], non-negative, normalised up to rounding): [R].
+
+    Inverse CDF in float64: one uniform per row from that row's generator (a request's tokens do
+    not depend on its batch companions), then one cumulative sum and one search for all rows.
+    torch.multinomial draws V exponentials per row instead (1.7 ms per row on a 2-core CPU with a
+    49k vocabulary, half of a batched step's sampling and λ work). The drawn point is kept below
+    the row's total, so a token of probability 0 is never drawn."""
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64, device=probs.device) for g in generators])
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1]
+    point = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, point[:, None], right=True).squeeze(-1)
