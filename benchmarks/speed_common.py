@@ -52,7 +52,7 @@ class StageTimers:
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """The engine's speed settings, so each one's share of a result can be measured."""
     parser.add_argument("--prefix-cache-tokens", type=int, default=2048,
-                        help="public-prefix KV store (0: off); cleared before every timed run")
+                        help="public-view KV store (0: off); emptied before every timed run")
     parser.add_argument("--weight-major", choices=["auto", "on", "off"], default="auto",
                         help="few-row products as (W·xᵀ)ᵀ (auto: on a CPU)")
 

@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="compiled decode steps: auto (CUDA only), on (also on CPU: minutes to compile), off")
     p.add_argument("--prefix-cache-tokens", type=int, default=2048,
-                   help="KV of recent public prompt prefixes reused across requests (0: off; a hit is faster, so "
-                        "tenants who must not learn that a prefix was sent recently need 0)")
+                   help="KV of recent public views reused by requests that open alike (0: off; a hit is faster, "
+                        "so tenants who must not learn that the same public text was sent recently need 0)")
     p.add_argument("--ledger", default=None, help="postgresql://… (shared by all replicas), sqlite:///… or memory://")
     p.add_argument("--budget-epsilon", type=float, default=10.0, help="ε limit per privacy unit")
     p.add_argument("--budget-delta", type=float, default=1e-5)

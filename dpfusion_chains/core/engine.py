@@ -68,8 +68,8 @@ class DPFusionEngine:
     GenerationSettings field via `defaults`) apply to every call and can be overridden per call.
     `compile` runs decode steps as one torch.compile graph on a static cache: "auto" (on a CUDA
     GPU only; on CPU it measured slower, see benchmarks/compile_bench.py), True or False.
-    `prefix_cache_tokens` bounds the store of recent public prompt prefixes whose keys and
-    values later requests reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
+    `prefix_cache_tokens` bounds the store of recent public views whose keys and values later
+    requests that open alike reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
     few-row products of decode steps as (W·xᵀ)ᵀ ("auto": on a CPU, where MKL's stock layout
     re-reads the weights; core.matmul), without changing the model outside the engine's calls.
     """
