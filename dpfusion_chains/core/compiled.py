@@ -34,6 +34,7 @@ import torch
 from transformers.cache_utils import StaticCache
 
 from dpfusion_chains.core.kvcache import ReservedCache
+from dpfusion_chains.core.models import resolve_flag
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,8 @@ RECOMPILE_LIMIT_ERRORS = frozenset({"FailOnRecompileLimitHit", "RecompileLimitEx
 
 
 def wants_compile(setting: CompileSetting, device: torch.device) -> bool:
-    """Resolve the engine's `compile` setting for `device`."""
-    if setting == "auto":
-        return torch.device(device).type == "cuda"
-    if isinstance(setting, bool):
-        return setting
-    raise ValueError(f"compile must be True, False or 'auto', got {setting!r}")
+    """Resolve the engine's `compile` setting for `device`: "auto" means on a CUDA GPU."""
+    return resolve_flag("compile", setting, torch.device(device).type == "cuda")
 
 
 def static_capacity(length: int, room: int) -> int:

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from dpfusion_chains.core.models import resolve_flag
+
 MAX_ROWS = 128  # above this the two layouts measured alike (prefill keeps the stock kernel)
 WeightMajorSetting = bool | Literal["auto"]
 
@@ -60,11 +62,7 @@ class WeightMajorLinear(nn.Linear):
 
 def wants_weight_major(setting: WeightMajorSetting, device: torch.device) -> bool:
     """Resolve the engine's `weight_major` setting: "auto" means on a CPU."""
-    if setting == "auto":
-        return torch.device(device).type == "cpu"
-    if isinstance(setting, bool):
-        return setting
-    raise ValueError(f"weight_major must be True, False or 'auto', got {setting!r}")
+    return resolve_flag("weight_major", setting, torch.device(device).type == "cpu")
 
 
 def install(model: Any) -> int:

@@ -49,6 +49,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def resolve_flag(name: str, setting: bool | str, auto: bool) -> bool:
+    """An engine switch given as True, False or "auto" (then `auto`, decided by the caller
+    from the device); anything else is refused naming the switch."""
+    if setting == "auto":
+        return auto
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"{name} must be True, False or 'auto', got {setting!r}")
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """'auto': bf16 (or fp16) on a GPU, float32 on the CPU. Fusion math is float32 either way."""
     if isinstance(dtype, torch.dtype):
