@@ -71,7 +71,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
 
 
 def cold(engine: Any) -> None:
-    """Empty the engine's public-prefix store, so a timed run reuses only prefixes it computed
+    """Empty the engine's public-view store, so a timed run reuses only views it computed
     itself (across its own requests), never those of the warm-up or an earlier run."""
     if engine.prefixes is not None:
         engine.prefixes.clear()

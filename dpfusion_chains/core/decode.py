@@ -97,7 +97,7 @@ class DecodeBatch:
                  compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled                      # optional compiled step (core.compiled)
-        self.prefixes = prefixes                      # optional store of public-prefix KV (core.prefix_cache)
+        self.prefixes = prefixes                      # optional store of public-view KV (core.prefix_cache)
         self.static: StaticBatch | None = None        # the cache frozen for it; None while eager
         if pad_id is None:
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -72,7 +72,7 @@ class DecodeScheduler:
                  compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled          # optional compiled decode step, shared by every loop
-        self.prefixes = prefixes          # optional public-prefix KV store, shared by every loop
+        self.prefixes = prefixes          # optional public-view KV store, shared by every loop
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
         self._cond = threading.Condition()
         self._pending: list[Ticket] = []
