@@ -18,8 +18,8 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average, load_engine, peak_memory_mb, request_prompts, save,
-                                     timed)
+from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
+                                     load_engine, peak_memory_mb, request_prompts, save, timed)
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 

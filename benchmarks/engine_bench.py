@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.speed_common import (StageTimers, cold, load_average, load_engine, peak_memory_mb, plain_ids, record_prompt,
-                                     run_plain, save, timed)
+from benchmarks.speed_common import (StageTimers, cold, load_average, load_engine, peak_memory_mb, plain_ids,
+                                     record_prompt, run_plain, save, timed)
 
 
 def run_dpfusion(engine: Any, timers: StageTimers, prompt: list[dict[str, Any]], groups: int, tokens: int,

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.speed_common import add_engine_flags, engine_flags, flags_suffix, load_average, load_engine, request_prompts, save, timed
+from benchmarks.speed_common import (add_engine_flags, engine_flags, flags_suffix, load_average, load_engine,
+                                     request_prompts, save, timed)
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 
 VERSION = "0.1.0"
@@ -133,8 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:>28} {elapsed:>8.2f} {count * tokens / elapsed:>9.2f}")
     print(f"ours ÷ dp-fusion-lib tokens/s: {one:.2f}× for 1 request, {many:.2f}× for {n} requests")
     report = {"device": str(engine.device), "tokens": tokens, "requests": n, "alpha": ALPHA, "beta": BETA,
-              "compiled": engine.compiled is not None, "rows": rows,
-              "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major, "speedup_one": one, "speedup_many": many, "reference": f"dp-fusion-lib {VERSION}"}
+              "compiled": engine.compiled is not None, "rows": rows, "prefix_cache_tokens": args.prefix_cache_tokens,
+              "weight_major": args.weight_major, "speedup_one": one, "speedup_many": many,
+              "reference": f"dp-fusion-lib {VERSION}"}
     save(("reference_bench_compiled" if engine.compiled is not None else "reference_bench") + flags_suffix(args), report)
     return report
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.models import SWITCH_FLAGS
+from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -51,21 +54,21 @@ class StageTimers:
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """The engine's speed settings, so each one's share of a result can be measured."""
-    parser.add_argument("--prefix-cache-tokens", type=int, default=2048,
+    parser.add_argument("--prefix-cache-tokens", type=int, default=PREFIX_CACHE_TOKENS,
                         help="public-view KV store (0: off); emptied before every timed run")
-    parser.add_argument("--weight-major", choices=["auto", "on", "off"], default="auto",
+    parser.add_argument("--weight-major", choices=list(SWITCH_FLAGS), default="auto",
                         help="few-row products as (W·xᵀ)ᵀ (auto: on a CPU)")
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
     """load_engine keyword arguments from add_engine_flags' options."""
     return {"prefix_cache_tokens": args.prefix_cache_tokens,
-            "weight_major": {"auto": "auto", "on": True, "off": False}[args.weight_major]}
+            "weight_major": SWITCH_FLAGS[args.weight_major]}
 
 
 def flags_suffix(args: argparse.Namespace) -> str:
     """A result-file suffix naming the engine settings that differ from the defaults."""
-    parts = [] if args.prefix_cache_tokens == 2048 else [f"prefix{args.prefix_cache_tokens}"]
+    parts = [] if args.prefix_cache_tokens == PREFIX_CACHE_TOKENS else [f"prefix{args.prefix_cache_tokens}"]
     parts += [] if args.weight_major == "auto" else [f"weightmajor-{args.weight_major}"]
     return "".join("_" + p for p in parts)
 

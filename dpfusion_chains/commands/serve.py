@@ -9,6 +9,8 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS  # torch-free
+
     p = sub.add_parser("serve", help="serve DP-Fusion as an OpenAI-compatible endpoint (Ray Serve or in-process)",
                        description="Serve POST /v1/chat/completions, GET /v1/budget/{unit} and GET /healthz. Needs "
                                    "the 'serve' extra: pip install 'dpfusion-chains[serve]'.")
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads per replica (default: torch's)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="compiled decode steps: auto (CUDA only), on (also on CPU: minutes to compile), off")
-    p.add_argument("--prefix-cache-tokens", type=int, default=2048,
+    p.add_argument("--prefix-cache-tokens", type=int, default=PREFIX_CACHE_TOKENS,
                    help="KV of recent public views reused by requests that open alike (0: off; a hit is faster, "
                         "so tenants who must not learn that the same public text was sent recently need 0)")
     p.add_argument("--ledger", default=None, help="postgresql://… (shared by all replicas), sqlite:///… or memory://")

@@ -34,13 +34,12 @@ import torch
 from transformers.cache_utils import StaticCache
 
 from dpfusion_chains.core.kvcache import ReservedCache
-from dpfusion_chains.core.models import resolve_flag
+from dpfusion_chains.core.models import SWITCH_FLAGS, resolve_flag
 
 logger = logging.getLogger(__name__)
 
 CompileSetting = bool | Literal["auto"]
-# The command-line spelling of each setting (`dpfusion serve --compile`, the benchmarks).
-COMPILE_FLAGS: dict[str, CompileSetting] = {"auto": "auto", "on": True, "off": False}
+COMPILE_FLAGS: dict[str, CompileSetting] = SWITCH_FLAGS  # `--compile auto|on|off` (serve, benchmarks)
 CAPACITY_STEP = 256  # static capacities are multiples of this (fewer distinct graph shapes)
 CPU_MAX_ROWS = 8     # the CPU-tuned graph runs batches of at most this many rows (see CompiledForward)
 # What dynamo raises for a fullgraph function that would need one graph more than its

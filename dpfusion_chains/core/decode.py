@@ -6,10 +6,9 @@ any step boundary. Each step takes the last position's logits only, runs the λ 
 group row of every request at once, mixes in probability space with one weighted row sum per
 request, samples one token per request with the request's own generator and appends it to all
 of the request's rows. The only host synchronisation per step is reading the sampled tokens for
-the stop check.
-Finished requests leave the batch. With a CompiledForward (core.compiled), decode steps run as
-one compiled graph on a static copy of the cache, which is handed back before requests join or
-leave.
+the stop check. Finished requests leave the batch. With a CompiledForward (core.compiled),
+decode steps run as one compiled graph on a static copy of the cache, which is handed back
+before requests join or leave.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
-from dpfusion_chains.core.prefill import common_prefix_length, forward_last, prefill_request
+from dpfusion_chains.core.prefill import forward_last, prefill_request
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
@@ -126,7 +125,8 @@ class DecodeBatch:
             p = prefill_request(self.model, req.rows, req.max_new_tokens + 1, self.pad_id, self.device,
                                 self.prefixes)
             if not self.requests:
-                self.cache, self.mask, self.lead, self.last_pos, self.logits = p.cache, p.mask, p.lead, p.last_pos, p.logits
+                self.cache, self.mask, self.lead = p.cache, p.mask, p.lead
+                self.last_pos, self.logits = p.last_pos, p.logits
             else:
                 self._merge(p.cache, p.mask, p.lead, p.last_pos, p.logits)
             self.requests.append(req)
@@ -312,5 +312,5 @@ def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: to
                 yield index[id(current[pos])], text
 
 
-__all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "common_prefix_length", "decode", "fused_step",
+__all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "decode", "fused_step",
            "prefill"]

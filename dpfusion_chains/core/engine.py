@@ -27,6 +27,7 @@ from dpfusion_chains.core.matmul import WeightMajorSetting, wants_weight_major
 from dpfusion_chains.core.matmul import install as install_weight_major
 from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model, resolve_device
 from dpfusion_chains.core.params import GenerationSettings, ResolvedBound, make_settings, resolve_bound
+from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.core.scheduler import DecodeScheduler
@@ -77,7 +78,7 @@ class DPFusionEngine:
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
                  detector: str | Detector = "presidio", model_name: str | None = None,
                  chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
-                 prefix_cache_tokens: int = 2048, weight_major: WeightMajorSetting = "auto",
+                 prefix_cache_tokens: int = PREFIX_CACHE_TOKENS, weight_major: WeightMajorSetting = "auto",
                  **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer

@@ -116,10 +116,10 @@ class ReservedCache(DynamicCache):
         if reserve is None:
             reserve = self.layers[0].reserve if self.layers else 0
         twin = ReservedCache(len(self.layers), reserve)
+        rows = slice(None) if row is None else slice(row, row + 1)
         for layer, mine in zip(twin.layers, self.layers):
             keep = mine.length if length is None else min(length, mine.length)
             if keep:  # repeat_interleave always copies, also for repeats=1
-                rows = slice(None) if row is None else slice(row, row + 1)
                 layer._set(mine.keys[rows, :, :keep].repeat_interleave(repeats, dim=0),
                            mine.values[rows, :, :keep].repeat_interleave(repeats, dim=0), keep)
         return twin

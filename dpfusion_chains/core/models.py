@@ -8,7 +8,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -47,6 +47,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device='mps' was requested but MPS is not available; use device='cpu' or 'auto'")
     return dev
+
+
+# The command-line spelling of an engine switch (`dpfusion serve --compile`, the benchmarks).
+SWITCH_FLAGS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
 
 
 def resolve_flag(name: str, setting: bool | str, auto: bool) -> bool:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # no torch at import: the CLI and the server config read DEFAULT_TOKENS
+    import torch
 
-from dpfusion_chains.core.kvcache import ReservedCache
+    from dpfusion_chains.core.kvcache import ReservedCache
 
 MIN_MATCH = 16  # shorter matches (a chat template's first line) are not worth a copy
+DEFAULT_TOKENS = 2048  # the engine's, the server's and the benchmarks' default budget
 
 
 @dataclass
@@ -110,4 +113,4 @@ class PrefixCache:
             self._entries.clear()
 
 
-__all__ = ["MIN_MATCH", "PrefixCache", "StoredPrefix"]
+__all__ = ["DEFAULT_TOKENS", "MIN_MATCH", "PrefixCache", "StoredPrefix"]

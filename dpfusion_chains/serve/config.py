@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
+
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: far above any chat prompt the model's context window admits
 
 
@@ -35,7 +37,7 @@ class ServeConfig(BaseModel):
     replica_cpus: float = Field(default=1.0, ge=0)
     torch_threads: int | None = Field(default=None, ge=1)
     compile: bool | Literal["auto"] = "auto"   # compiled decode steps (DPFusionEngine's `compile`)
-    prefix_cache_tokens: int = Field(default=2048, ge=0)  # KV store of recent public views (0: off)
+    prefix_cache_tokens: int = Field(default=PREFIX_CACHE_TOKENS, ge=0)  # KV store of recent public views (0: off)
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_s: float = Field(default=0.01, ge=0)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
