@@ -22,7 +22,7 @@ import torch
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
-from dpfusion_chains.core.prefill import forward_last, prefill_request
+from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_request
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
@@ -120,36 +120,46 @@ class DecodeBatch:
     # -- joining ----------------------------------------------------------------------------
     def add(self, requests: list[DecodeRequest]) -> None:
         """Prefill `requests` and merge them into the batch; their logits wait for the next step."""
+        self.join([(req, self.prefill(req)) for req in requests])
+
+    def prefill(self, request: DecodeRequest) -> Prefilled:
+        """`request`'s rows prefilled on their own (the batch is not touched): ready to `join`."""
+        return prefill_request(self.model, request.rows, request.max_new_tokens + 1, self.pad_id, self.device,
+                               self.prefixes)
+
+    def join(self, joining: list[tuple[DecodeRequest, Prefilled]]) -> None:
+        """Merge prefilled requests into the batch, all in one cache merge."""
+        if not joining:
+            return
         self._thaw()
-        for req in requests:
-            p = prefill_request(self.model, req.rows, req.max_new_tokens + 1, self.pad_id, self.device,
-                                self.prefixes)
-            if not self.requests:
-                self.cache, self.mask, self.lead = p.cache, p.mask, p.lead
-                self.last_pos, self.logits = p.last_pos, p.logits
-            else:
-                self._merge(p.cache, p.mask, p.lead, p.last_pos, p.logits)
-            self.requests.append(req)
-            # padding exists when views differ in length or the merge padded one side (host-side facts)
-            self.padded = self.padded or any(self.lead) or len({len(r) for r in req.rows}) > 1
+        if not self.requests:
+            first = joining[0][1]
+            self.cache, self.mask, self.lead = first.cache, first.mask, first.lead
+            self.last_pos, self.logits = first.last_pos, first.logits
+        if self.requests or len(joining) > 1:
+            self._merge([p for _, p in (joining if self.requests else joining[1:])])
+        requests = [req for req, _ in joining]
+        self.requests.extend(requests)
+        # padding exists when views differ in length or the merge padded a side (host-side facts)
+        self.padded = self.padded or any(self.lead) or any(len({len(r) for r in req.rows}) > 1 for req in requests)
         self.plan = None
 
     def can_merge(self) -> bool:
         """Whether requests may join a running batch (needs the mergeable cache)."""
         return not self.requests or hasattr(self.cache, "merge")
 
-    def _merge(self, cache: Any, mask: torch.Tensor, lead: list[int], last_pos: torch.Tensor,
-               logits: torch.Tensor) -> None:
-        if not (hasattr(self.cache, "merge") and hasattr(cache, "merge")):
+    def _merge(self, joining: list[Prefilled]) -> None:
+        """Append prefilled requests' rows after ours: one cache merge for all of them."""
+        if not all(hasattr(c, "merge") for c in [self.cache] + [p.cache for p in joining]):
             raise RuntimeError("this model's cache cannot take new requests mid-loop")
-        width = max(self.mask.shape[1], mask.shape[1])
-        pad_old, pad_new = width - self.mask.shape[1], width - mask.shape[1]
-        self.cache.merge(cache)
-        self.mask = torch.cat([torch.nn.functional.pad(self.mask, (pad_old, 0)),
-                               torch.nn.functional.pad(mask, (pad_new, 0))])
-        self.lead = [x + pad_old for x in self.lead] + [x + pad_new for x in lead]
-        self.last_pos = torch.cat([self.last_pos, last_pos])
-        self.logits = torch.cat([self.logits, logits])
+        masks = [self.mask] + [p.mask for p in joining]
+        leads = [self.lead] + [p.lead for p in joining]
+        width = max(m.shape[1] for m in masks)
+        self.cache.merge(*(p.cache for p in joining))
+        self.mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in masks])
+        self.lead = [x + width - m.shape[1] for m, lead in zip(masks, leads) for x in lead]
+        self.last_pos = torch.cat([self.last_pos] + [p.last_pos for p in joining])
+        self.logits = torch.cat([self.logits] + [p.logits for p in joining])
 
     # -- leaving ----------------------------------------------------------------------------
     def remove(self, gone: set[int]) -> None:

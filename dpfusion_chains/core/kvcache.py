@@ -124,23 +124,31 @@ class ReservedCache(DynamicCache):
                            mine.values[rows, :, :keep].repeat_interleave(repeats, dim=0), keep)
         return twin
 
-    def merge(self, other: ReservedCache) -> None:
-        """Append `other`'s rows after ours, left-padding the shorter side with zeros (the caller
-        masks the padding). Both keep their positions: rotary phases are already in the keys."""
-        width = max(self.length, other.length)
-        for mine, theirs in zip(self.layers, other.layers):
-            parts_k, parts_v = [], []
-            for layer in (mine, theirs):
-                pad = width - layer.length
-                shape = layer.keys.shape[:2] + (width + max(mine.reserve, theirs.reserve), layer.keys.shape[3])
-                k, v = layer.keys.new_zeros(shape), layer.values.new_zeros(shape[:3] + (layer.values.shape[3],))
-                k[:, :, pad:width] = layer.keys
-                v[:, :, pad:width] = layer.values
-                parts_k.append(k)
-                parts_v.append(v)
-            mine._set(torch.cat(parts_k), torch.cat(parts_v), width)
-            mine.reserve = max(mine.reserve, theirs.reserve)
-
+    def merge(self, *others: ReservedCache) -> None:
+        """Append the rows of `others` after ours, in order, left-padding the shorter ones with
+        zeros (the caller masks the padding). Every cache keeps its positions: rotary phases are
+        already in the keys. One buffer per layer and each row copied once (requests joining one
+        merge at a time would copy the running batch again for each)."""
+        parts = (self, *others)
+        width = max(p.length for p in parts)
+        reserve = max(p.layers[0].reserve for p in parts)
+        rows = [p.layers[0].keys.shape[0] for p in parts]
+        for i, mine in enumerate(self.layers):
+            layers = [p.layers[i] for p in parts]
+            merged = []
+            for name in ("keys", "values"):
+                first = getattr(layers[0], name)
+                out = first.new_empty((sum(rows), first.shape[1], width + reserve, first.shape[3]))
+                out[:, :, width:].zero_()  # room for later tokens: never read unwritten, zeroed all the same
+                start = 0
+                for layer, n in zip(layers, rows):
+                    pad = width - layer.length
+                    out[start:start + n, :, :pad].zero_()  # masked; zeros, never stale memory (0·NaN)
+                    out[start:start + n, :, pad:width] = getattr(layer, name)
+                    start += n
+                merged.append(out)
+            mine._set(merged[0], merged[1], width)
+            mine.reserve = reserve
 
 def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:
     """A ReservedCache for `model`, or None when its layers are not all plain full attention."""

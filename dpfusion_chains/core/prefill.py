@@ -117,8 +117,7 @@ def _unpadded(model: Any, rows: list[list[int]], shared: int, base: ReservedCach
             _keep_public(store, rows[0], part, 0, logits[0])
         parts.append((members, part, logits))
     merged = parts[0][1]
-    for _, part, _ in parts[1:]:
-        merged.merge(part)
+    merged.merge(*(part for _, part, _ in parts[1:]))
     order = [i for members, _, _ in parts for i in members]
     back = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=device)
     merged.batch_select_indices(back)

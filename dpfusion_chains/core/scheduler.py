@@ -124,13 +124,20 @@ class DecodeScheduler:
                         return
                     if arrived and not batch.requests:
                         self.loops += 1
+                    joining = []
                     for ticket in arrived:
                         try:
-                            batch.add([ticket.request])
+                            joining.append((ticket, batch.prefill(ticket.request)))
                         except Exception as exc:  # this request cannot run (e.g. out of memory); others go on
                             ticket._finish(exc)
-                            continue
-                        tickets.append(ticket)
+                    try:
+                        batch.join([(t.request, p) for t, p in joining])
+                    except Exception as exc:  # a merge failed half-way: the batch's state is unknown
+                        for ticket in tickets + [t for t, _ in joining]:
+                            ticket._finish(exc)
+                        tickets, batch = [], self._new_batch()
+                        continue
+                    tickets += [t for t, _ in joining]
                     self.peak_requests = max(self.peak_requests, len(tickets))
                     gone = {i for i, t in enumerate(tickets) if t.cancelled}
                     if gone:

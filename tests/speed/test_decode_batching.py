@@ -10,6 +10,7 @@ import torch
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, decode
 from dpfusion_chains.core.fusion import fuse, mixture_logprobs
 from dpfusion_chains.core.kvcache import ReservedCache, new_cache
+from dpfusion_chains.core.params import make_settings
 from dpfusion_chains.core.spans import private
 from dpfusion_chains.core.steps import StepPlan, mix_rows
 from dpfusion_chains.testing import tiny_engine
@@ -204,3 +205,70 @@ def test_decode_generator_resumed_on_other_threads_gives_the_same_tokens(engine)
             pass
     assert req.generated == expected
     assert not torch.is_inference_mode_enabled()
+
+
+def _filled_cache(rows, length, reserve, seed):
+    """A 2-layer ReservedCache with `rows` rows of `length` random positions."""
+    gen = torch.Generator().manual_seed(seed)
+    cache = ReservedCache(2, reserve)
+    for layer in cache.layers:
+        layer.update(torch.randn(rows, 2, length, 4, generator=gen), torch.randn(rows, 2, length, 4, generator=gen))
+    return cache
+
+
+def test_one_merge_of_several_caches_left_pads_each_and_keeps_room():
+    parts = [_filled_cache(2, 5, 3, 0), _filled_cache(1, 8, 1, 1), _filled_cache(3, 2, 6, 2)]
+    originals = [[(l.keys.clone(), l.values.clone()) for l in p.layers] for p in parts]
+    merged = parts[0]
+    merged.merge(*parts[1:])
+    assert merged.length == 8 and merged.layers[0].reserve == 6
+    for i, layer in enumerate(merged.layers):
+        assert layer._keys.shape == (6, 2, 8 + 6, 4)  # room for the largest reserve after the widest
+        start = 0
+        for p, original in zip(parts, originals):
+            keys, values = original[i]
+            n, length = keys.shape[0], keys.shape[2]
+            assert torch.equal(layer.keys[start:start + n, :, 8 - length:], keys)
+            assert torch.equal(layer.values[start:start + n, :, 8 - length:], values)
+            assert not layer.keys[start:start + n, :, :8 - length].any()       # masked padding: zeros
+            assert not layer.values[start:start + n, :, :8 - length].any()
+            start += n
+        assert not layer._keys[:, :, 8:].any()
+
+
+def test_several_requests_joining_at_once_change_no_token(engine):
+    alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
+    a, b, c = request(ROWS_A, 1), request(ROWS_B, 2), request(ROWS_C, 3)
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add([a])
+        for _ in range(2):
+            batch.step()
+        batch.add([b, c])       # one merge for both, into a running batch
+        while batch.requests:
+            batch.step()
+    assert [a.generated, b.generated, c.generated] == alone
+
+
+def test_a_request_whose_prefill_fails_is_the_only_one_to_fail(monkeypatch):
+    """The scheduler prefills arrivals one by one and merges those that made it."""
+    engine = tiny_engine(seed=1)
+    expected = [engine.generate(ask(name, unit), beta=0.05, max_new_tokens=5, seed=s).token_ids
+                for name, unit, s in (("Jane Roe", "u1", 1), ("Tom Poe", "u3", 3))]
+    real = DecodeBatch.prefill
+
+    def failing(self, req):
+        if req.max_new_tokens == 4:
+            raise MemoryError("no room for this request")
+        return real(self, req)
+
+    monkeypatch.setattr(DecodeBatch, "prefill", failing)
+    requests = [engine._prepare(ask(name, unit), make_settings(beta=0.05, max_new_tokens=n, seed=s), None, None,
+                                None).request
+                for name, unit, n, s in (("Jane Roe", "u1", 5, 1), ("Bob Stone", "u2", 4, 2), ("Tom Poe", "u3", 5, 3))]
+    tickets = engine._scheduler.submit(requests)
+    tickets[0].wait()
+    with pytest.raises(MemoryError, match="no room"):
+        tickets[1].wait()
+    tickets[2].wait()
+    assert [requests[0].generated, requests[2].generated] == expected
