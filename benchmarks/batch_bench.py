@@ -10,6 +10,11 @@ spent prefilling, which batching cannot shrink on a CPU, and the rest, the decod
   threads     — eight threads each calling engine.generate at once (the in-process scheduler
                 packs them into one loop, as concurrent `ainvoke` calls are).
 Goal on CPU: batched throughput ≥ 3× sequential.
+
+Each way is then run once more, untimed, to record its forwards, and the machine's floor under
+them is printed (benchmarks/roofline.py: measured GEMM peak and read bandwidth, perfect overlap).
+The batch's floor bounds what any implementation of the same forwards could show here:
+sequential seconds ÷ batch floor.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, peak_memory_mb, request_prompts, save, timed)
 
@@ -60,25 +66,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 assert [r.tokens for r in results] == [tokens] * n
                 if elapsed < best[name][0]:
                     best[name] = (elapsed, timers.prefill)
+    floors = work_floors(engine, ways)
     seq, seq_prefill = best["sequential"]
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × {tokens} tokens, best of {args.repeats}; "
           f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}; "
           f"load average {load_average()}")
     print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'decode s':>9} "
-          f"{'decode × seq.':>14}")
+          f"{'decode × seq.':>14} {'floor s':>8} {'÷ floor':>8}")
     rows = []
     for name, (elapsed, prefill) in best.items():
         decode = elapsed - prefill
         row = {"way": name, "seconds": elapsed, "tokens_per_s": n * tokens / elapsed, "speedup": seq / elapsed,
-               "prefill_s": prefill, "decode_s": decode, "decode_speedup": (seq - seq_prefill) / decode}
+               "prefill_s": prefill, "decode_s": decode, "decode_speedup": (seq - seq_prefill) / decode,
+               **floors["ways"][name]}
         rows.append(row)
         print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
-              f"{decode:>9.2f} {row['decode_speedup']:>13.2f}×")
+              f"{decode:>9.2f} {row['decode_speedup']:>13.2f}× {row['floor_s']:>8.2f} {elapsed / row['floor_s']:>7.2f}×")
+    batch_floor, seq_floor = floors["ways"]["batch"]["floor_s"], floors["ways"]["sequential"]["floor_s"]
+    print(f"machine: GEMM {floors['gemm_gflops']:.0f} GFLOP/s, reads {floors['read_gb_s']:.1f} GB/s. No implementation "
+          f"of the batch's forwards runs under {batch_floor:.2f} s here: against this sequential run that caps "
+          f"batched ÷ sequential at {seq / batch_floor:.2f}×, against a sequential at its own floor at "
+          f"{seq_floor / batch_floor:.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
+              "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
               **peak_memory_mb(engine.device)}
     save("batch_bench" + ("" if tokens == 24 else f"_{tokens}tokens") + flags_suffix(args), report)
     return report
+
+
+def work_floors(engine: Any, ways: dict[str, Any]) -> dict[str, Any]:
+    """Each way's forwards, recorded in one more (untimed, cold) run, and this machine's floor
+    under them: in all, and for the prefill forwards alone (those taking more than one token)."""
+    costs, machine = ModelCosts.of(engine.model), Machine.measure(engine.model, engine.device)
+    out: dict[str, Any] = {"gemm_gflops": machine.gemm_flops / 1e9, "read_gb_s": machine.read_bytes / 1e9, "ways": {}}
+    for name, fn in ways.items():
+        with record_forwards(engine.model) as forwards:
+            timed(fn, engine)
+        prefill = [f for f in forwards if max(f.new) > 1]
+        out["ways"][name] = {"floor_s": machine.floors(forwards, costs),
+                             "floor_prefill_s": machine.floors(prefill, costs), "forwards": len(forwards)}
+    return out
 
 
 if __name__ == "__main__":
