@@ -150,6 +150,7 @@ class ReservedCache(DynamicCache):
             mine._set(merged[0], merged[1], width)
             mine.reserve = reserve
 
+
 def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:
     """A ReservedCache for `model`, or None when its layers are not all plain full attention."""
     config = getattr(model, "config", None)
