@@ -162,25 +162,29 @@ class DecodeBatch:
         self.logits = torch.cat([self.logits] + [p.logits for p in joining])
 
     # -- leaving ----------------------------------------------------------------------------
-    def remove(self, gone: set[int]) -> None:
-        """Drop the requests at positions `gone` (indices into self.requests)."""
+    def remove(self, gone: set[int]) -> list[int]:
+        """Drop the requests at positions `gone` (indices into self.requests). Returns the old
+        positions of those that stay, in their new order: a request from the end of the batch
+        takes the rows of a leaving one of its size, so only its rows are copied (in place)
+        rather than every row after the gap."""
         if not gone:
-            return
+            return list(range(len(self.requests)))
         self._thaw()
-        keep_rows: list[int] = []
-        row = 0
-        for i, req in enumerate(self.requests):
-            if i not in gone:
-                keep_rows.extend(range(row, row + len(req.rows)))
-            row += len(req.rows)
-        self.requests = [r for i, r in enumerate(self.requests) if i not in gone]
+        sizes = [len(r.rows) for r in self.requests]
+        order = compaction_order(sizes, gone)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        keep_rows = [row for i in order for row in range(starts[i], starts[i] + sizes[i])]
+        self.requests = [self.requests[i] for i in order]
         self.plan = None
         if not self.requests:
             self.cache = self.mask = self.last_pos = self.logits = None
             self.lead, self.padded = [], False
-            return
+            return order
+        if hasattr(self.cache, "move_rows"):
+            self.cache.move_rows([(new, old) for new, old in enumerate(keep_rows) if new != old], len(keep_rows))
+        else:
+            self.cache.batch_select_indices(torch.tensor(keep_rows, device=self.device))
         index = torch.tensor(keep_rows, device=self.device)
-        self.cache.batch_select_indices(index)
         self.mask, self.last_pos = self.mask[index], self.last_pos[index]
         if self.logits is not None:
             self.logits = self.logits[index]
@@ -190,6 +194,7 @@ class DecodeBatch:
             self.cache.drop_front(cut)
             self.mask = self.mask[:, cut:]
             self.lead = [x - cut for x in self.lead]
+        return order
 
     # -- one token --------------------------------------------------------------------------
     def step(self) -> list[tuple[int, str, bool, Exception | None]]:
@@ -216,9 +221,8 @@ class DecodeBatch:
             if len(gone) == len(self.requests):
                 self.remove(gone)
                 return events
-            keep = torch.tensor([i for i in range(len(self.requests)) if i not in gone], device=tokens.device)
-            tokens = tokens[keep]
-            self.remove(gone)
+            order = self.remove(gone)
+            tokens = tokens[torch.tensor(order, device=tokens.device)]
             self.plan = StepPlan.build(self.requests, self.device)
         self._advance(tokens)
         return events
@@ -259,6 +263,21 @@ class DecodeBatch:
         if self.static is not None:
             self.mask = self.static.thaw(self.cache)
             self.static = None
+
+
+def compaction_order(sizes: list[int], gone: set[int]) -> list[int]:
+    """The requests that stay (positions into `sizes`, their row counts), in the order that moves
+    fewest rows: each leaving request's place goes to the last staying request after it with the
+    same row count, the others keep their relative order. No request moves to a later row."""
+    slot = {i: i for i in range(len(sizes)) if i not in gone}   # request → position it sorts by
+    tail = sorted(slot, reverse=True)
+    for g in sorted(gone):
+        mover = next((i for i in tail if i > g and sizes[i] == sizes[g] and slot[i] == i), None)
+        if mover is None:
+            continue
+        slot[mover] = g
+        tail.remove(mover)
+    return sorted(slot, key=slot.__getitem__)
 
 
 def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
@@ -322,5 +341,5 @@ def decode(model: Any, tokenizer: Any, requests: list[DecodeRequest], device: to
                 yield index[id(current[pos])], text
 
 
-__all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "decode", "fused_step",
+__all__ = ["DecodeBatch", "DecodeRequest", "PrivacyAuditError", "compaction_order", "decode", "fused_step",
            "prefill"]

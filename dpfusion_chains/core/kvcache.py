@@ -70,6 +70,16 @@ class ReservedLayer(DynamicLayer):
         if self.length:
             self._set(self._keys[indices], self._values[indices], self.length)
 
+    def move_rows(self, moves: list[tuple[int, int]], rows: int) -> None:
+        """Copy row src into row dst for each (dst, src) (every dst below its src, ascending),
+        then keep the first `rows` rows: in place, only the moved rows' positions copied."""
+        if not self.length:
+            return
+        for dst, src, n in _runs(moves):
+            for buffer in (self._keys, self._values):
+                buffer[dst:dst + n, :, :self.length] = buffer[src:src + n, :, :self.length]
+        self._set(self._keys[:rows], self._values[:rows], self.length)
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.batch_select_indices(beam_idx)
 
@@ -101,6 +111,11 @@ class ReservedCache(DynamicCache):
     def drop_front(self, columns: int) -> None:
         for layer in self.layers:
             layer.drop_front(columns)
+
+    def move_rows(self, moves: list[tuple[int, int]], rows: int) -> None:
+        """ReservedLayer.move_rows on every layer (a batch losing requests keeps its buffers)."""
+        for layer in self.layers:
+            layer.move_rows(moves, rows)
 
     def adopt(self, buffers: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
         """Use the given per-layer (keys, values) buffers, their first `length` positions filled
@@ -149,6 +164,18 @@ class ReservedCache(DynamicCache):
                 merged.append(out)
             mine._set(merged[0], merged[1], width)
             mine.reserve = reserve
+
+
+def _runs(moves: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(dst, src, n) blocks of consecutive row moves, none overlapping its own source."""
+    runs: list[list[int]] = []
+    for dst, src in moves:
+        if runs and runs[-1][0] + runs[-1][2] == dst and runs[-1][1] + runs[-1][2] == src \
+                and runs[-1][2] < src - dst:
+            runs[-1][2] += 1
+        else:
+            runs.append([dst, src, 1])
+    return [(d, s, n) for d, s, n in runs]
 
 
 def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:

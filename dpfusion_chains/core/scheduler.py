@@ -141,10 +141,9 @@ class DecodeScheduler:
                     self.peak_requests = max(self.peak_requests, len(tickets))
                     gone = {i for i, t in enumerate(tickets) if t.cancelled}
                     if gone:
-                        batch.remove(gone)
                         for i in gone:
                             tickets[i]._finish(None)
-                        tickets = [t for i, t in enumerate(tickets) if i not in gone]
+                        tickets = [tickets[i] for i in batch.remove(gone)]  # the batch's new order
                     if not batch.requests:
                         continue
                     try:
@@ -155,14 +154,14 @@ class DecodeScheduler:
                         tickets = []
                         batch = self._new_batch()
                         continue
-                    finished: set[int] = set()
                     for pos, text, done, error in events:
                         if text:
                             tickets[pos]._put(text)
                         if done:
                             tickets[pos]._finish(error)
-                            finished.add(pos)
-                    tickets = [t for i, t in enumerate(tickets) if i not in finished]
+                    # finished requests have left; the rest may have been reordered to fill their rows
+                    by_request = {id(t.request): t for t in tickets}
+                    tickets = [by_request[id(r)] for r in batch.requests]
         except BaseException as exc:  # never leave a caller waiting on a dead worker
             with self._cond:
                 stranded, self._pending, self._worker = tickets + self._pending, [], None

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, decode
+from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, compaction_order, decode
 from dpfusion_chains.core.fusion import fuse, mixture_logprobs
 from dpfusion_chains.core.kvcache import ReservedCache, new_cache
 from dpfusion_chains.core.params import make_settings
@@ -272,3 +272,57 @@ def test_a_request_whose_prefill_fails_is_the_only_one_to_fail(monkeypatch):
         tickets[1].wait()
     tickets[2].wait()
     assert [requests[0].generated, requests[2].generated] == expected
+
+
+@pytest.mark.parametrize("sizes, gone, order", [
+    ([2, 2, 2, 2], {0}, [3, 1, 2]),          # the last request takes the leaving one's rows
+    ([2, 2, 2, 2], {3}, [0, 1, 2]),          # leaving from the end: nothing moves
+    ([2, 2, 2, 2], {0, 1}, [3, 2]),
+    ([2, 3, 2], {1}, [0, 2]),                # no staying request of size 3: the rest shift down
+    ([2, 2, 3, 2], {0, 1}, [3, 2]),          # one gap filled, the other closed by shifting
+    ([1, 2, 1, 2], {0, 1, 2, 3}, []),
+])
+def test_compaction_moves_the_fewest_rows_and_none_later(sizes, gone, order):
+    assert compaction_order(sizes, gone) == order
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    new_row = 0
+    for i in order:  # no request's rows move to a later place (the in-place copy relies on it)
+        assert new_row <= starts[i]
+        new_row += sizes[i]
+
+
+def test_move_rows_copies_in_place_and_keeps_the_rest():
+    cache = _filled_cache(6, 5, 3, 0)
+    before = [(l.keys.clone(), l._keys.data_ptr()) for l in cache.layers]
+    cache.move_rows([(0, 4), (1, 5), (3, 5)], 4)   # runs, and a run cut where it would overlap
+    for layer, (keys, pointer) in zip(cache.layers, before):
+        assert layer._keys.data_ptr() == pointer and layer.keys.shape[0] == 4   # same buffer
+        assert torch.equal(layer.keys, torch.stack([keys[4], keys[5], keys[2], keys[5]]))
+
+
+def test_requests_leaving_out_of_order_keep_their_tokens(engine):
+    """Equal-size requests finishing at different steps: later ones take the leavers' rows."""
+    rows = [[[1, 520, 9531, 198, 40 + i], [1, 520, 9531, 198, 41, 42 + i, 43]] for i in range(4)]
+    lengths = [3, 9, 5, 12]
+    alone = [run_alone(engine, r, seed, n) for seed, (r, n) in enumerate(zip(rows, lengths))]
+    reqs = [request(r, seed, n) for seed, (r, n) in enumerate(zip(rows, lengths))]
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add(reqs)
+        orders = []
+        while batch.requests:
+            batch.step()
+            orders.append([reqs.index(r) for r in batch.requests])
+    assert [r.generated for r in reqs] == alone
+    assert [3, 1, 2] in orders  # request 0 left first and request 3 took its rows
+
+
+def test_the_scheduler_follows_the_reordered_batch(engine):
+    """Each ticket streams its own request's text while the batch reorders around leavers."""
+    calls = [(ask("Jane Roe", "u1"), 1, 3), (ask("Bob Stone", "u2"), 2, 8), (ask("Tom Poe", "u3"), 3, 5),
+             (ask("Ann Lee", "u4"), 4, 10)]
+    alone = [engine.generate(m, beta=0.05, max_new_tokens=n, seed=s).text for m, s, n in calls]
+    requests = [engine._prepare(m, make_settings(beta=0.05, max_new_tokens=n, seed=s), None, None, None).request
+                for m, s, n in calls]
+    tickets = engine._scheduler.submit(requests)
+    assert ["".join(ticket) for ticket in tickets] == alone == [r.text for r in requests]
