@@ -1,6 +1,6 @@
 """Eight concurrent requests decoded together against the same eight one after another.
 
-    python -m benchmarks.batch_bench [--requests 8] [--tokens 24] [--repeats 2]
+    python -m benchmarks.batch_bench [--requests 8] [--tokens 24] [--repeats 2] [--staggered]
 
 Each request asks about a different private record (one group each, its own seed). Three ways,
 interleaved in one run so machine load hits them alike, best of --repeats kept (with the time
@@ -9,7 +9,9 @@ spent prefilling, which batching cannot shrink on a CPU, and the rest, the decod
   batch       — engine.generate_batch of the eight (one decode loop);
   threads     — eight threads each calling engine.generate at once (the in-process scheduler
                 packs them into one loop, as concurrent `ainvoke` calls are).
-Goal on CPU: batched throughput ≥ 3× sequential.
+Goal on CPU: batched throughput ≥ 3× sequential. With --staggered, request i samples
+tokens·(i+1)/requests tokens, so requests leave the batch one by one as answers of different
+lengths do (the time spent on leaving is printed).
 
 Each way is then run once more, untimed, to record its forwards, and the machine's floor under
 them is printed (benchmarks/roofline.py: measured GEMM peak and read bandwidth, perfect overlap).
@@ -36,63 +38,75 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--staggered", action="store_true", help="request i samples tokens·(i+1)/requests tokens")
     add_engine_flags(parser)
     args = parser.parse_args(argv)
 
     engine = load_engine(args.device, **engine_flags(args))
     prompts = request_prompts(args.requests)
     n, tokens = args.requests, args.tokens
+    lengths = [max(1, round(tokens * (i + 1) / n)) if args.staggered else tokens for i in range(n)]
 
     def sequential() -> list[Any]:
-        return [engine.generate(p, max_new_tokens=tokens, seed=i, **SETTINGS) for i, p in enumerate(prompts)]
+        return [engine.generate(p, max_new_tokens=lengths[i], seed=i, **SETTINGS) for i, p in enumerate(prompts)]
 
     def batched() -> list[Any]:
-        return engine.generate_batch([{"messages": p, "seed": i} for i, p in enumerate(prompts)],
-                                     max_new_tokens=tokens, **SETTINGS)
+        return engine.generate_batch([{"messages": p, "seed": i, "max_new_tokens": lengths[i]}
+                                      for i, p in enumerate(prompts)], **SETTINGS)
 
     def threads() -> list[Any]:
         with ThreadPoolExecutor(max_workers=n) as pool:
-            return list(pool.map(lambda i: engine.generate(prompts[i], max_new_tokens=tokens, seed=i, **SETTINGS),
+            return list(pool.map(lambda i: engine.generate(prompts[i], max_new_tokens=lengths[i], seed=i, **SETTINGS),
                                  range(n)))
 
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
-    best = {name: (float("inf"), 0.0) for name in ways}
+    best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers() as timers:
         for _ in range(args.repeats):
             for name, fn in ways.items():
                 timers.reset()
                 elapsed, results = timed(fn, engine)
-                assert [r.tokens for r in results] == [tokens] * n
+                assert [r.tokens for r in results] == lengths
                 if elapsed < best[name][0]:
-                    best[name] = (elapsed, timers.prefill)
+                    best[name] = (elapsed, timers.prefill, timers.leaving)
     floors = work_floors(engine, ways)
-    seq, seq_prefill = best["sequential"]
-    print(f"model: {engine.model_name} on {engine.device}; {n} requests × {tokens} tokens, best of {args.repeats}; "
+    print(f"model: {engine.model_name} on {engine.device}; {n} requests × "
+          f"{f'{lengths[0]}…{tokens} (staggered)' if args.staggered else tokens} tokens, best of {args.repeats}; "
           f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}; "
           f"load average {load_average()}")
-    print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'decode s':>9} "
-          f"{'decode × seq.':>14} {'floor s':>8} {'÷ floor':>8}")
+    rows = table(best, floors, sum(lengths))
+    report = {"device": str(engine.device), "requests": n, "tokens": tokens, "lengths": lengths,
+              "repeats": args.repeats, "rows": rows,
+              "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
+              "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
+              **peak_memory_mb(engine.device)}
+    save("batch_bench" + ("" if n == 8 else f"_{n}requests") + ("" if tokens == 24 else f"_{tokens}tokens")
+         + ("_staggered" if args.staggered else "") + flags_suffix(args), report)
+    return report
+
+
+def table(best: dict[str, tuple[float, float, float]], floors: dict[str, Any], total: int) -> list[dict[str, Any]]:
+    """Print each way's (seconds, prefill, leaving) beside its floor; the result rows."""
+    seq, seq_prefill, _ = best["sequential"]
+    print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'leaving s':>10} "
+          f"{'decode s':>9} {'decode × seq.':>14} {'floor s':>8} {'÷ floor':>8}")
     rows = []
-    for name, (elapsed, prefill) in best.items():
+    for name, (elapsed, prefill, leaving) in best.items():
         decode = elapsed - prefill
-        row = {"way": name, "seconds": elapsed, "tokens_per_s": n * tokens / elapsed, "speedup": seq / elapsed,
-               "prefill_s": prefill, "decode_s": decode, "decode_speedup": (seq - seq_prefill) / decode,
-               **floors["ways"][name]}
+        row = {"way": name, "seconds": elapsed, "tokens_per_s": total / elapsed, "speedup": seq / elapsed,
+               "prefill_s": prefill, "leaving_s": leaving, "decode_s": decode,
+               "decode_speedup": (seq - seq_prefill) / decode, **floors["ways"][name]}
         rows.append(row)
         print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
-              f"{decode:>9.2f} {row['decode_speedup']:>13.2f}× {row['floor_s']:>8.2f} {elapsed / row['floor_s']:>7.2f}×")
+              f"{leaving:>10.2f} {decode:>9.2f} {row['decode_speedup']:>13.2f}× {row['floor_s']:>8.2f} "
+              f"{elapsed / row['floor_s']:>7.2f}×")
     batch_floor, seq_floor = floors["ways"]["batch"]["floor_s"], floors["ways"]["sequential"]["floor_s"]
     print(f"machine: GEMM {floors['gemm_gflops']:.0f} GFLOP/s, reads {floors['read_gb_s']:.1f} GB/s. No implementation "
           f"of the batch's forwards runs under {batch_floor:.2f} s here: against this sequential run that caps "
           f"batched ÷ sequential at {seq / batch_floor:.2f}×, against a sequential at its own floor at "
           f"{seq_floor / batch_floor:.2f}×")
-    report = {"device": str(engine.device), "requests": n, "tokens": tokens, "repeats": args.repeats, "rows": rows,
-              "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
-              "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
-              **peak_memory_mb(engine.device)}
-    save("batch_bench" + ("" if tokens == 24 else f"_{tokens}tokens") + flags_suffix(args), report)
-    return report
+    return rows
 
 
 def work_floors(engine: Any, ways: dict[str, Any]) -> dict[str, Any]:

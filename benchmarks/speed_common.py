@@ -19,16 +19,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class StageTimers:
-    """Time spent in the λ search + mixing, and in prefills (DecodeBatch.prefill and the merge
-    into the batch, DecodeBatch.join), while active; the scheduler's worker thread included."""
+    """Time spent in the λ search + mixing, in prefills (DecodeBatch.prefill and the merge into
+    the batch, DecodeBatch.join) and in requests leaving (DecodeBatch.remove), while active; the
+    scheduler's worker thread included."""
 
     def __init__(self) -> None:
         import dpfusion_chains.core.decode as decode_module
 
         self.module = decode_module
-        self.mixing = self.prefill = 0.0
+        self.mixing = self.prefill = self.leaving = 0.0
         batch = decode_module.DecodeBatch
-        self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join)
+        self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join, batch.remove)
 
     def _wrap(self, fn: Any, slot: str) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -40,19 +41,20 @@ class StageTimers:
         return timed
 
     def __enter__(self) -> StageTimers:
-        search, mix, prefill, join = self.saved
+        search, mix, prefill, join, remove = self.saved
         self.module.search_lambda = self._wrap(search, "mixing")
         self.module.mix_rows = self._wrap(mix, "mixing")
         self.module.DecodeBatch.prefill = self._wrap(prefill, "prefill")
         self.module.DecodeBatch.join = self._wrap(join, "prefill")
+        self.module.DecodeBatch.remove = self._wrap(remove, "leaving")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         batch = self.module.DecodeBatch
-        self.module.search_lambda, self.module.mix_rows, batch.prefill, batch.join = self.saved
+        self.module.search_lambda, self.module.mix_rows, batch.prefill, batch.join, batch.remove = self.saved
 
     def reset(self) -> None:
-        self.mixing = self.prefill = 0.0
+        self.mixing = self.prefill = self.leaving = 0.0
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
