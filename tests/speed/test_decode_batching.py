@@ -91,20 +91,22 @@ def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_sam
     assert [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))] == with_merge
 
 
-def test_joining_a_running_batch_changes_no_token(engine):
+@pytest.mark.parametrize("joins", [
+    [(0, "a"), (3, "b"), (1, "c")],   # each at a step boundary, b's prompt longer than a's context so far
+    [(0, "a"), (2, "bc")],            # b and c in one merge, into a running batch
+])
+def test_joining_a_running_batch_changes_no_token(engine, joins):
     alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
-    a, b, c = request(ROWS_A, 1), request(ROWS_B, 2), request(ROWS_C, 3)
+    reqs = {"a": request(ROWS_A, 1), "b": request(ROWS_B, 2), "c": request(ROWS_C, 3)}
     with torch.inference_mode():
         batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
-        batch.add([a])
-        for _ in range(3):
-            batch.step()
-        batch.add([b])          # joins at a step boundary, longer prompt than a's context so far
-        batch.step()
-        batch.add([c])
+        for steps, names in joins:
+            for _ in range(steps):
+                batch.step()
+            batch.add([reqs[name] for name in names])
         while batch.requests:
             batch.step()
-    assert [a.generated, b.generated, c.generated] == alone
+    assert [reqs[name].generated for name in "abc"] == alone
 
 
 def test_concurrent_threads_get_their_single_call_results(engine):
@@ -234,20 +236,6 @@ def test_one_merge_of_several_caches_left_pads_each_and_keeps_room():
             assert not layer.values[start:start + n, :, :8 - length].any()
             start += n
         assert not layer._keys[:, :, 8:].any()
-
-
-def test_several_requests_joining_at_once_change_no_token(engine):
-    alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
-    a, b, c = request(ROWS_A, 1), request(ROWS_B, 2), request(ROWS_C, 3)
-    with torch.inference_mode():
-        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
-        batch.add([a])
-        for _ in range(2):
-            batch.step()
-        batch.add([b, c])       # one merge for both, into a running batch
-        while batch.requests:
-            batch.step()
-    assert [a.generated, b.generated, c.generated] == alone
 
 
 def test_a_request_whose_prefill_fails_is_the_only_one_to_fail(monkeypatch):
