@@ -14,6 +14,7 @@ before requests join or leave.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import accumulate
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,12 +133,13 @@ class DecodeBatch:
         if not joining:
             return
         self._thaw()
-        if not self.requests:
-            first = joining[0][1]
+        prefilled = [p for _, p in joining]
+        if not self.requests:  # the first one becomes the batch
+            first = prefilled.pop(0)
             self.cache, self.mask, self.lead = first.cache, first.mask, first.lead
             self.last_pos, self.logits = first.last_pos, first.logits
-        if self.requests or len(joining) > 1:
-            self._merge([p for _, p in (joining if self.requests else joining[1:])])
+        if prefilled:
+            self._merge(prefilled)
         requests = [req for req, _ in joining]
         self.requests.extend(requests)
         # padding exists when views differ in length or the merge padded a side (host-side facts)
@@ -172,7 +174,7 @@ class DecodeBatch:
         self._thaw()
         sizes = [len(r.rows) for r in self.requests]
         order = compaction_order(sizes, gone)
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        starts = list(accumulate(sizes, initial=0))
         keep_rows = [row for i in order for row in range(starts[i], starts[i] + sizes[i])]
         self.requests = [self.requests[i] for i in order]
         self.plan = None
@@ -180,11 +182,11 @@ class DecodeBatch:
             self.cache = self.mask = self.last_pos = self.logits = None
             self.lead, self.padded = [], False
             return order
+        index = torch.tensor(keep_rows, device=self.device)
         if hasattr(self.cache, "move_rows"):
             self.cache.move_rows([(new, old) for new, old in enumerate(keep_rows) if new != old], len(keep_rows))
         else:
-            self.cache.batch_select_indices(torch.tensor(keep_rows, device=self.device))
-        index = torch.tensor(keep_rows, device=self.device)
+            self.cache.batch_select_indices(index)
         self.mask, self.last_pos = self.mask[index], self.last_pos[index]
         if self.logits is not None:
             self.logits = self.logits[index]
@@ -272,7 +274,7 @@ def compaction_order(sizes: list[int], gone: set[int]) -> list[int]:
     slot = {i: i for i in range(len(sizes)) if i not in gone}   # request → position it sorts by
     tail = sorted(slot, reverse=True)
     for g in sorted(gone):
-        mover = next((i for i in tail if i > g and sizes[i] == sizes[g] and slot[i] == i), None)
+        mover = next((i for i in tail if i > g and sizes[i] == sizes[g]), None)  # tail: not moved yet
         if mover is None:
             continue
         slot[mover] = g

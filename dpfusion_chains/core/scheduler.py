@@ -65,6 +65,13 @@ class Ticket:
         self.cancelled = True
 
 
+def _in_batch_order(tickets: list[Ticket], batch: DecodeBatch) -> list[Ticket]:
+    """The tickets of the requests still in `batch`, in its order: requests that left are gone,
+    and the batch may have moved others into their rows."""
+    by_request = {id(t.request): t for t in tickets}
+    return [by_request[id(r)] for r in batch.requests]
+
+
 class DecodeScheduler:
     """Packs the requests of concurrent callers into one batched decode loop."""
 
@@ -143,7 +150,8 @@ class DecodeScheduler:
                     if gone:
                         for i in gone:
                             tickets[i]._finish(None)
-                        tickets = [tickets[i] for i in batch.remove(gone)]  # the batch's new order
+                        batch.remove(gone)
+                        tickets = _in_batch_order(tickets, batch)
                     if not batch.requests:
                         continue
                     try:
@@ -159,9 +167,7 @@ class DecodeScheduler:
                             tickets[pos]._put(text)
                         if done:
                             tickets[pos]._finish(error)
-                    # finished requests have left; the rest may have been reordered to fill their rows
-                    by_request = {id(t.request): t for t in tickets}
-                    tickets = [by_request[id(r)] for r in batch.requests]
+                    tickets = _in_batch_order(tickets, batch)  # finished requests have left
         except BaseException as exc:  # never leave a caller waiting on a dead worker
             with self._cond:
                 stranded, self._pending, self._worker = tickets + self._pending, [], None
