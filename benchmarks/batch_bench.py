@@ -2,13 +2,16 @@
 
     python -m benchmarks.batch_bench [--requests 8] [--tokens 24] [--repeats 2] [--staggered]
 
-Each request asks about a different private record (one group each, its own seed). Three ways,
+Each request asks about a different private record (one group each, its own seed). Four ways,
 interleaved in one run so machine load hits them alike, best of --repeats kept (with the time
-spent prefilling, which batching cannot shrink on a CPU, and the rest, the decode steps):
+spent prefilling, which batching shrinks only by packing the requests' suffixes into larger
+forwards, and the rest, the decode steps):
   sequential  — engine.generate eight times;
   batch       — engine.generate_batch of the eight (one decode loop);
   threads     — eight threads each calling engine.generate at once (the in-process scheduler
-                packs them into one loop, as concurrent `ainvoke` calls are).
+                packs them into one loop, as concurrent `ainvoke` calls are);
+  unpacked    — the batch again with packed prefill off for its duration (core.packing): each
+                suffix its own forward, to show what packing the prefills together gains.
 Goal on CPU: batched throughput ≥ 3× sequential. With --staggered, request i samples
 tokens·(i+1)/requests tokens, so requests leave the batch one by one as answers of different
 lengths do (the time spent on leaving is printed).
@@ -26,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
+from dpfusion_chains.core import packing
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, peak_memory_mb, request_prompts, save, timed)
 
@@ -59,7 +63,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return list(pool.map(lambda i: engine.generate(prompts[i], max_new_tokens=lengths[i], seed=i, **SETTINGS),
                                  range(n)))
 
+    def unpacked() -> list[Any]:
+        packing.uninstall(engine.model)
+        try:
+            return batched()
+        finally:
+            packing.install(engine.model)
+
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
+    if packing.supports(engine.model):
+        ways["unpacked"] = unpacked
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers() as timers:
@@ -73,12 +86,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     floors = work_floors(engine, ways)
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × "
           f"{f'{lengths[0]}…{tokens} (staggered)' if args.staggered else tokens} tokens, best of {args.repeats}; "
-          f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}; "
+          f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}, "
+          f"packed prefill {args.packed_prefill}; "
           f"load average {load_average()}")
     rows = table(best, floors, sum(lengths))
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "lengths": lengths,
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
+              "packed_prefill": args.packed_prefill,
               "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
               **peak_memory_mb(engine.device)}
     save("batch_bench" + ("" if n == 8 else f"_{n}requests") + ("" if tokens == 24 else f"_{tokens}tokens")

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     many = best[f"dp-fusion-lib, {n} requests"] / best[f"ours, {n} requests"]
     print(f"model: {engine.model_name} on {engine.device}, ours {'compiled' if engine.compiled else 'eager'}; α={ALPHA}, β={BETA}, {tokens} tokens, prompt "
           f"{len(token_views[0][0])} tokens; best of {args.repeats}; prefix store {args.prefix_cache_tokens} tokens (cold "
-          f"at each run), weight-major {args.weight_major}; load average {load_average()}")
+          f"at each run), weight-major {args.weight_major}, packed prefill {args.packed_prefill}; "
+          f"load average {load_average()}")
     print(f"{'run':>28} {'seconds':>8} {'tokens/s':>9}")
     rows = []
     for name, elapsed in best.items():
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"ours ÷ dp-fusion-lib tokens/s: {one:.2f}× for 1 request, {many:.2f}× for {n} requests")
     report = {"device": str(engine.device), "tokens": tokens, "requests": n, "alpha": ALPHA, "beta": BETA,
               "compiled": engine.compiled is not None, "rows": rows, "prefix_cache_tokens": args.prefix_cache_tokens,
-              "weight_major": args.weight_major, "speedup_one": one, "speedup_many": many,
+              "weight_major": args.weight_major, "packed_prefill": args.packed_prefill, "speedup_one": one, "speedup_many": many,
               "reference": f"dp-fusion-lib {VERSION}"}
     save(("reference_bench_compiled" if engine.compiled is not None else "reference_bench") + flags_suffix(args), report)
     return report

@@ -122,7 +122,10 @@ def _best(fn: Callable[[], Any], repeats: int, device: torch.device | str) -> fl
 
 def forward_of(kwargs: dict[str, Any]) -> Forward:
     """The Forward of one call, from the model's keyword inputs (input_ids, attention_mask,
-    position_ids, past_key_values). Left padding in a 2-D mask is not new work."""
+    position_ids, past_key_values, packed). Left padding in a 2-D mask is not new work."""
+    packed = kwargs.get("packed")
+    if packed is not None:  # one row of pieces (core.packing): each its own tokens over its part of the base
+        return Forward(new=packed.lengths, context=tuple(b + n for b, n in zip(packed.bases, packed.lengths)))
     ids = kwargs["input_ids"]
     rows, width = ids.shape
     mask, positions = kwargs.get("attention_mask"), kwargs.get("position_ids")

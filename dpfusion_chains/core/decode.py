@@ -1,8 +1,8 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
-Rows of one request are contiguous: its public view first, then one row per group. Each request
-is prefilled alone (core.prefill) and merged into the running batch, so a request can join at
-any step boundary. Each step takes the last position's logits only, runs the λ search for every
+Rows of one request are contiguous: its public view first, then one row per group. Requests
+arriving together are prefilled together (core.prefill, their suffixes packed into one forward)
+and merged into the running batch, so a request can join at any step boundary. Each step takes the last position's logits only, runs the λ search for every
 group row of every request at once, mixes in probability space with one weighted row sum per
 request, samples one token per request with the request's own generator and appends it to all
 of the request's rows. The only host synchronisation per step is reading the sampled tokens for
@@ -23,7 +23,7 @@ import torch
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
-from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_request
+from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
 
@@ -121,12 +121,12 @@ class DecodeBatch:
     # -- joining ----------------------------------------------------------------------------
     def add(self, requests: list[DecodeRequest]) -> None:
         """Prefill `requests` and merge them into the batch; their logits wait for the next step."""
-        self.join([(req, self.prefill(req)) for req in requests])
+        self.join(list(zip(requests, self.prefill(requests))))
 
-    def prefill(self, request: DecodeRequest) -> Prefilled:
-        """`request`'s rows prefilled on their own (the batch is not touched): ready to `join`."""
-        return prefill_request(self.model, request.rows, request.max_new_tokens + 1, self.pad_id, self.device,
-                               self.prefixes)
+    def prefill(self, requests: list[DecodeRequest]) -> list[Prefilled]:
+        """`requests`' rows prefilled together (the batch is not touched): ready to `join`."""
+        return prefill_requests(self.model, [(r.rows, r.max_new_tokens + 1) for r in requests], self.pad_id,
+                                self.device, self.prefixes)
 
     def join(self, joining: list[tuple[DecodeRequest, Prefilled]]) -> None:
         """Merge prefilled requests into the batch, all in one cache merge."""
@@ -316,7 +316,7 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
 
 
 def prefill(model: Any, requests: list[DecodeRequest], pad_id: int, device: torch.device) -> tuple[torch.Tensor, DecodeBatch]:
-    """First forward of `requests` (each prefilled alone, then merged): ([B, V] logits, batch)."""
+    """First forward of `requests` (prefilled together, then merged): ([B, V] logits, batch)."""
     batch = DecodeBatch(model, None, device, pad_id)
     batch.add(requests)
     return batch.logits, batch

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core import accounting as acc
+from dpfusion_chains.core import packing
 from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants_compile
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
@@ -73,13 +74,16 @@ class DPFusionEngine:
     requests that open alike reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
     few-row products of decode steps as (W·xᵀ)ᵀ ("auto": on a CPU, where MKL's stock layout
     re-reads the weights; core.matmul), without changing the model outside the engine's calls.
+    `packed_prefill` prefills the views' suffixes, and those of requests arriving together, as one
+    forward (core.packing: the model's SDPA attention learns to run packed; every other call
+    computes as before); False leaves transformers' SDPA in place.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
                  detector: str | Detector = "presidio", model_name: str | None = None,
                  chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
                  prefix_cache_tokens: int = PREFIX_CACHE_TOKENS, weight_major: WeightMajorSetting = "auto",
-                 **defaults: Any) -> None:
+                 packed_prefill: bool = True, **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
         # resolve_device: "auto", and a clear error for a GPU that is not there (device="cuda" on a CPU machine)
@@ -96,6 +100,12 @@ class DPFusionEngine:
         self.prefixes = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
         if wants_weight_major(weight_major, self.device):
             install_weight_major(model)
+        if not isinstance(packed_prefill, bool):
+            raise TypeError(f"packed_prefill must be True or False, got {packed_prefill!r}")
+        if packed_prefill:
+            packing.install(model)
+        else:
+            packing.uninstall(model)
         # Concurrent calls (threads, asyncio executors, adapters) share one batched decode loop.
         self._scheduler = DecodeScheduler(model, tokenizer, self.device, compiled=self.compiled,
                                           prefixes=self.prefixes)

@@ -166,6 +166,32 @@ class ReservedCache(DynamicCache):
             mine.reserve = reserve
 
 
+Segment = tuple[ReservedCache, int, int, int]  # (cache, row, first position, end position)
+
+
+def assemble(rows: list[list[Segment]], reserve: int = 0) -> ReservedCache:
+    """A new cache whose row i holds the positions named by rows[i], end to end, right-aligned:
+    rows shorter than the longest are left-padded with zeros (the caller masks them), and every
+    row has room for `reserve` more positions."""
+    lengths = [sum(end - start for _, _, start, end in segments) for segments in rows]
+    width = max(lengths)
+    source = rows[0][0][0]
+    out = ReservedCache(len(source.layers), reserve)
+    for i, layer in enumerate(out.layers):
+        buffers = []
+        for name in ("keys", "values"):
+            like = getattr(source.layers[i], name)
+            buffer = like.new_zeros((len(rows), like.shape[1], width + reserve, like.shape[3]))
+            for r, (segments, length) in enumerate(zip(rows, lengths)):
+                at = width - length
+                for cache, row, start, end in segments:
+                    buffer[r, :, at:at + end - start] = getattr(cache.layers[i], name)[row, :, start:end]
+                    at += end - start
+            buffers.append(buffer)
+        layer._set(buffers[0], buffers[1], width)
+    return out
+
+
 def _runs(moves: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     """(dst, src, n) blocks of consecutive row moves, none overlapping its own source."""
     runs: list[list[int]] = []

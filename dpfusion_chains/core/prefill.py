@@ -1,16 +1,24 @@
-"""Prefill: one request's views into one KV cache, no token computed twice.
+"""Prefill: the views of one or more requests into KV caches, no token computed twice.
 
 The views of a request (rows[0] the public view, then one row per group) agree up to their
-first private token. That shared prefix is computed once, then each distinct suffix length is
-one forward with no padding (a redacted view is often much shorter than the private one, and
-padding it would compute the difference for nothing); the parts are merged with the shorter
-rows left-padded. Only the last position's logits are taken.
+first private token. That shared prefix is the request's base; requests whose views open alike
+(the same system prompt and background before each record) share one base, computed once. Each
+view's own suffix is a piece of one packed forward (core.packing): the suffixes of every view of
+every request prefilled together go through the model as one row after the base, each attending
+to the base and to itself only. A view repeated exactly (the public view of requests that differ
+only in their private records) is one piece. Each request's rows are then assembled into its own
+cache, shorter rows left-padded. Only each piece's last-position logits are taken.
 
 The public view is public from its first token to its last, so the engine's PrefixCache may
 keep all of it: a later request whose public view opens alike (the same system prompt and
 background, the next turn of a chat, the same question over another record) starts from the
 stored keys and values, and one whose public view is exactly a stored one also takes its
 stored next-token logits. Nothing of a group view beyond the shared prefix is ever stored.
+
+Models without packed attention (core.packing.install) compute each suffix length as one
+forward from a copy of the base; models whose cache cannot be assembled (sliding-window or
+linear-attention layers, core.kvcache.new_cache) prefill each request alone, its suffixes
+left-padded into one forward.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core.kvcache import ReservedCache, new_cache
+from dpfusion_chains.core import packing
+from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache
 from dpfusion_chains.core.matmul import active as weight_major_active
 from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix
+
+PACK_TOKENS = 4096  # tokens of one packed forward at most (bounds its activations and its cache row)
 
 
 @dataclass
@@ -34,6 +45,14 @@ class Prefilled:
     lead: list[int]           # per row: leading masked columns
     last_pos: torch.Tensor    # [rows, 1] position of each row's last token
     logits: torch.Tensor      # [rows, V] next-token logits
+
+
+@dataclass
+class _View:
+    """Where one view's keys and values lie (positions of computed caches) and its logits."""
+
+    segments: list[Segment]
+    logits: torch.Tensor
 
 
 def forward_last(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
@@ -64,76 +83,133 @@ def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[
     return ids.to(device), mask.to(device)
 
 
+def prefill_requests(model: Any, requests: list[tuple[list[list[int]], int]], pad_id: int, device: torch.device,
+                     store: PrefixCache | None = None) -> list[Prefilled]:
+    """Prefill requests given as (rows, reserve): rows[0] the public view, `reserve` positions
+    per row kept for the tokens to come. `store` is read for, and given, public views only."""
+    if new_cache(model) is None:
+        return [_padded(model, rows, reserve, pad_id, device) for rows, reserve in requests]
+    views: list[list[_View | None]] = [[None] * len(rows) for rows, _ in requests]
+    hits: list[StoredPrefix | None] = []
+    groups: dict[tuple[int, ...], list[int]] = {}  # shared prefix → its requests
+    for r, (rows, reserve) in enumerate(requests):
+        hit = store.lookup(rows[0], reserve) if store is not None else None
+        if hit is not None and hit.logits is not None:  # the public view was stored whole
+            views[r][0] = _View([(hit.cache, 0, 0, hit.length)], hit.logits)
+        hits.append(hit)
+        shared = common_prefix_length(rows) if len(rows) > 1 else 0
+        groups.setdefault(tuple(rows[0][:shared]), []).append(r)
+    for prefix, members in groups.items():
+        _prefill_group(model, list(prefix), [(r, requests[r][0], hits[r]) for r in members], views, device, store)
+    out = []
+    for (rows, reserve), row_views in zip(requests, views):
+        cache = assemble([v.segments for v in row_views], reserve)
+        lead = [cache.length - len(row) for row in rows]
+        mask = torch.arange(cache.length, device=device)[None] >= torch.tensor(lead, device=device)[:, None]
+        last_pos = torch.tensor([[len(row) - 1] for row in rows], device=device)
+        out.append(Prefilled(cache, mask, lead, last_pos, torch.stack([v.logits for v in row_views])))
+    return out
+
+
 def prefill_request(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device: torch.device,
                     store: PrefixCache | None = None) -> Prefilled:
-    """Prefill one request's rows (rows[0] public), reserving `reserve` positions per row for the
-    tokens to come; `store` is read for, and given, the public view only."""
-    shared = common_prefix_length(rows) if len(rows) > 1 else 0
-    hit = store.lookup(rows[0], reserve) if store is not None else None
-    # A stored public view longer than the shared prefix: the public row continues from it alone.
-    public = hit if hit is not None and hit.length > shared else None
-    if hit is not None and public is None:
-        base = hit.cache
-    elif public is not None and shared:
-        base = public.cache.copy(length=shared)
+    """One request's prefill (see prefill_requests)."""
+    return prefill_requests(model, [(rows, reserve)], pad_id, device, store)[0]
+
+
+def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[list[int]], StoredPrefix | None]],
+                   views: list[list[_View | None]], device: torch.device, store: PrefixCache | None) -> None:
+    """Fill `views` for requests sharing `prefix`: one base row (the longest stored prefix among
+    their public views, else computed), then every distinct suffix over it."""
+    best = max((hit for _, _, hit in members if hit is not None), key=lambda h: h.length, default=None)
+    if best is not None:
+        owner = next(rows for _, rows, hit in members if hit is best)
+        base, base_tokens = best.cache, owner[0][:best.length]
     else:
-        base = new_cache(model, reserve)
-    start = base.length if isinstance(base, ReservedCache) else 0
-    if start < shared:
-        prefix = torch.tensor([rows[0][start:shared]], dtype=torch.long, device=device)
-        _, base = forward_last(model, prefix, None, torch.arange(start, shared, device=device)[None], base)
-    if public is None and (not isinstance(base, ReservedCache) or len({len(r) for r in rows}) == 1):
-        return _padded(model, rows, shared, base, pad_id, device, store)
-    return _unpadded(model, rows, shared, base, device, store, public)
+        base, base_tokens = new_cache(model), []
+    if len(base_tokens) < len(prefix):  # a stored prefix shorter than the shared one: compute the rest
+        start = len(base_tokens)
+        ids = torch.tensor([prefix[start:]], dtype=torch.long, device=device)
+        _, base = forward_last(model, ids, None, torch.arange(start, len(prefix), device=device)[None], base)
+        base_tokens = prefix
+    rows_of = {r: rows for r, rows, _ in members}
+    pieces: dict[tuple[int, tuple[int, ...]], list[tuple[int, int]]] = {}  # (base seen, suffix) → views
+    for r, rows in rows_of.items():
+        for i, row in enumerate(rows):
+            if views[r][i] is None:
+                seen = min(_common(base_tokens, row), len(row) - 1)  # ≥ len(prefix): the prefix is the base's
+                pieces.setdefault((seen, tuple(row[seen:])), []).append((r, i))
+    keys = list(pieces)
+    chunks = _chunks([len(suffix) for _, suffix in keys]) if packing.supports(model) else [list(range(len(keys)))]
+    for n, chunk in enumerate(chunks):
+        computed = _compute(model, base if n == len(chunks) - 1 else base.copy(), len(base_tokens),
+                            [keys[j] for j in chunk], device)
+        for j, view in zip(chunk, computed):
+            for r, i in pieces[keys[j]]:
+                views[r][i] = view
+            public = next((r for r, i in pieces[keys[j]] if i == 0), None)
+            if store is not None and public is not None:
+                store.store(rows_of[public][0], assemble([view.segments]), row=0, logits=view.logits)
 
 
-def _unpadded(model: Any, rows: list[list[int]], shared: int, base: ReservedCache, device: torch.device,
-              store: PrefixCache | None, public: StoredPrefix | None) -> Prefilled:
-    """Each suffix length as one forward from the shared prefix (the public row from its stored
-    start when `public` is given), then the parts merged."""
-    parts: list[tuple[list[int], ReservedCache, torch.Tensor]] = []   # (rows, cache, logits)
-    if public is not None:
-        cache, logits = public.cache, public.logits
-        if logits is None:
-            ids = torch.tensor([rows[0][public.length:]], dtype=torch.long, device=device)
-            logits, cache = forward_last(model, ids, None, torch.arange(public.length, len(rows[0]),
-                                                                        device=device)[None], cache)
-            _keep_public(store, rows[0], cache, 0, logits[0])
-        parts.append(([0], cache, logits))
-    by_length: dict[int, list[int]] = {}
-    for i in range(1 if public is not None else 0, len(rows)):
-        by_length.setdefault(len(rows[i]), []).append(i)
-    for n, (length, members) in enumerate(by_length.items()):
-        if n < len(by_length) - 1:  # the prefix is still needed: expand a copy of it
-            part = base.copy(repeats=len(members))
-        else:
-            part = base
-            if len(members) > 1:
-                part.batch_repeat_interleave(len(members))
-        ids = torch.tensor([rows[i][shared:] for i in members], dtype=torch.long, device=device)
-        pos = torch.arange(shared, length, device=device)[None].expand(len(members), -1)
-        logits, part = forward_last(model, ids, None, pos, part)
-        if members[0] == 0:
-            _keep_public(store, rows[0], part, 0, logits[0])
-        parts.append((members, part, logits))
-    merged = parts[0][1]
-    merged.merge(*(part for _, part, _ in parts[1:]))
-    order = [i for members, _, _ in parts for i in members]
-    back = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=device)
-    merged.batch_select_indices(back)
-    width = max(len(r) for r in rows)
-    lead = [width - len(r) for r in rows]
-    mask = torch.arange(width, device=device)[None] >= torch.tensor(lead, device=device)[:, None]
-    last_pos = torch.tensor([[len(r) - 1] for r in rows], device=device)
-    logits = torch.cat([lg.reshape(len(members), -1) for members, _, lg in parts])[back]
-    return Prefilled(merged, mask, lead, last_pos, logits)
+def _compute(model: Any, base: ReservedCache, base_length: int, pieces: list[tuple[int, tuple[int, ...]]],
+             device: torch.device) -> list[_View]:
+    """Each piece (base positions it sees, its tokens) over `base`: one packed forward, or, for
+    models without packed attention, one forward per suffix shape from copies of the base."""
+    if packing.supports(model):
+        spec = packing.PackedPieces.of(base_length, [(seen, len(suffix)) for seen, suffix in pieces])
+        ids = torch.tensor([[t for _, suffix in pieces for t in suffix]], dtype=torch.long, device=device)
+        pos = torch.tensor([[seen + k for seen, suffix in pieces for k in range(len(suffix))]], device=device)
+        last = torch.tensor([s + n - 1 for s, n in zip(spec.starts, spec.lengths)], device=device)
+        with weight_major_active():
+            out = model(input_ids=ids, position_ids=pos, past_key_values=base, use_cache=True, logits_to_keep=last,
+                        packed=spec)
+        cache = out.past_key_values
+        return [_View([(cache, 0, 0, seen), (cache, 0, base_length + s, base_length + s + n)], out.logits[0, j])
+                for j, ((seen, _), s, n) in enumerate(zip(pieces, spec.starts, spec.lengths))]
+    views: list[_View | None] = [None] * len(pieces)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for j, (seen, suffix) in enumerate(pieces):
+        shapes.setdefault((seen, len(suffix)), []).append(j)
+    for (seen, n), members in shapes.items():
+        ids = torch.tensor([pieces[j][1] for j in members], dtype=torch.long, device=device)
+        pos = torch.arange(seen, seen + n, device=device)[None].expand(len(members), -1)
+        logits, cache = forward_last(model, ids, None, pos, base.copy(length=seen, repeats=len(members)))
+        for k, j in enumerate(members):
+            views[j] = _View([(cache, k, 0, seen + n)], logits[k])
+    return views  # type: ignore[return-value]  # every piece has one shape
 
 
-def _padded(model: Any, rows: list[list[int]], shared: int, cache: Any, pad_id: int, device: torch.device,
-            store: PrefixCache | None) -> Prefilled:
-    """The suffixes as one left-padded forward: for equal lengths (no padding at all), and for
-    models whose cache cannot merge (padding between prefix and suffix, masked)."""
+def _chunks(lengths: list[int]) -> list[list[int]]:
+    """Indices of pieces in packed forwards of at most PACK_TOKENS tokens (a longer piece alone)."""
+    chunks: list[list[int]] = []
+    total = 0
+    for j, n in enumerate(lengths):
+        if not chunks or total + n > PACK_TOKENS:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(j)
+        total += n
+    return chunks
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _padded(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device: torch.device) -> Prefilled:
+    """One request for a model whose cache cannot be assembled: the shared prefix, then the
+    suffixes as one left-padded forward (padding between prefix and suffix, masked)."""
+    shared = common_prefix_length(rows) if len(rows) > 1 else 0
+    cache = None
     if shared:
+        prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=device)
+        _, cache = forward_last(model, prefix, None, torch.arange(shared, device=device)[None], cache)
         cache.batch_repeat_interleave(len(rows))
     prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=device)
     ids, suffix_mask = left_pad([r[shared:] for r in rows], pad_id, device)
@@ -142,17 +218,8 @@ def _padded(model: Any, rows: list[list[int]], shared: int, cache: Any, pad_id: 
     width = ids.shape[1]
     lead = [0 if shared else width - len(r) for r in rows]
     logits, cache = forward_last(model, ids, mask.long(), pos, cache)
-    if len({len(r) for r in rows}) == 1:  # no padding: row 0 holds exactly the public view
-        _keep_public(store, rows[0], cache, 0, logits[0])
     return Prefilled(cache, mask, lead, pos[:, -1:], logits)
 
 
-def _keep_public(store: PrefixCache | None, public_view: list[int], cache: Any, row: int,
-                 logits: torch.Tensor) -> None:
-    """Offer the public view's keys and values (row `row` of `cache`) and its next-token logits
-    to the store."""
-    if store is not None and isinstance(cache, ReservedCache):
-        store.store(public_view, cache, row=row, logits=logits)
-
-
-__all__ = ["Prefilled", "common_prefix_length", "forward_last", "left_pad", "prefill_request"]
+__all__ = ["PACK_TOKENS", "Prefilled", "common_prefix_length", "forward_last", "left_pad", "prefill_request",
+           "prefill_requests"]

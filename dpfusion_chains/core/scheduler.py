@@ -3,7 +3,7 @@
 Callers (threads of a pool, asyncio tasks through run_in_executor, the engine's generate /
 stream / generate_batch) submit DecodeRequests and read their text from a Ticket. One worker
 thread owns the model and the running DecodeBatch; at every step boundary it admits the
-requests that arrived meanwhile (each prefilled alone, then merged into the batch) and drops the
+requests that arrived meanwhile (prefilled together, then merged into the batch) and drops the
 cancelled ones, so a request never waits for another to finish. Every request keeps its own
 generator, settings and stop rules, and mixing never crosses requests, so its tokens are the
 ones it would get alone (up to float noise from batched matrix shapes).
@@ -24,6 +24,7 @@ import torch
 
 from dpfusion_chains.core.compiled import CompiledForward
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.prefill import Prefilled
 from dpfusion_chains.core.prefix_cache import PrefixCache
 
 _DONE = object()
@@ -120,6 +121,26 @@ class DecodeScheduler:
     def _new_batch(self) -> DecodeBatch:
         return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes)
 
+    @staticmethod
+    def _prefill(batch: DecodeBatch, arrived: list[Ticket]) -> list[tuple[Ticket, Prefilled]]:
+        """Prefill the arrivals together; if that fails, each alone, so that a request that cannot
+        run (e.g. out of memory) fails by itself and the others go on."""
+        if not arrived:
+            return []
+        try:
+            return list(zip(arrived, batch.prefill([t.request for t in arrived])))
+        except Exception as exc:
+            if len(arrived) == 1:
+                arrived[0]._finish(exc)
+                return []
+        joining = []
+        for ticket in arrived:
+            try:
+                joining.append((ticket, batch.prefill([ticket.request])[0]))
+            except Exception as exc:
+                ticket._finish(exc)
+        return joining
+
     def _run(self) -> None:
         tickets: list[Ticket] = []
         try:
@@ -131,12 +152,7 @@ class DecodeScheduler:
                         return
                     if arrived and not batch.requests:
                         self.loops += 1
-                    joining = []
-                    for ticket in arrived:
-                        try:
-                            joining.append((ticket, batch.prefill(ticket.request)))
-                        except Exception as exc:  # this request cannot run (e.g. out of memory); others go on
-                            ticket._finish(exc)
+                    joining = self._prefill(batch, arrived)
                     try:
                         batch.join([(t.request, p) for t, p in joining])
                     except Exception as exc:  # a merge failed half-way: the batch's state is unknown

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
+from dpfusion_chains.core import packing
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, compaction_order, decode
 from dpfusion_chains.core.fusion import fuse, mixture_logprobs
 from dpfusion_chains.core.kvcache import ReservedCache, new_cache
@@ -57,29 +58,34 @@ def prefill_forwards(engine, rows):
     return calls
 
 
-def test_shared_prefix_is_computed_once_and_only_last_logits_are_taken(engine):
+def test_shared_prefix_is_computed_once_then_every_suffix_in_one_packed_forward(engine):
     shared = 4  # [1, 520, 9531, 198]
-    # then each view's suffix at its own length: no padding computed
-    assert prefill_forwards(engine, ROWS_A) == [((1, shared), 1), ((1, len(ROWS_A[0]) - shared), 1),
-                                                ((1, len(ROWS_A[1]) - shared), 1)]
+    # the views' suffixes end to end in one row: no padding computed, each one's last position kept
+    assert prefill_forwards(engine, ROWS_A) == [((1, shared), 1), ((1, len(ROWS_A[0]) + len(ROWS_A[1]) - 2 * shared), 2)]
 
 
-def test_views_of_equal_length_share_one_suffix_forward(engine):
-    rows = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5, 6, 7]]
-    assert prefill_forwards(engine, rows) == [((1, 4), 1), ((3, 3), 1)]
-
-
-def test_a_suffix_length_shared_by_several_views_before_the_last_gives_each_row_its_logits(engine):
-    """Lengths 7, 7, 5: the first part expands a copy of the prefix to two rows; rows come back
-    in their own order with the logits each would get alone."""
-    rows = [[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5]]
-    assert prefill_forwards(engine, rows) == [((1, 4), 1), ((2, 3), 1), ((1, 1), 1)]
-    with torch.inference_mode():
-        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
-        batch.add([request(rows, 0)])
-        for i, row in enumerate(rows):
-            alone = engine.model(input_ids=torch.tensor([row])).logits[0, -1]
-            assert torch.allclose(batch.logits[i], alone, atol=1e-4), i
+@pytest.mark.parametrize("rows, packed, unpacked", [
+    # equal suffix lengths: one forward of three rows without packing
+    ([[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5, 6, 7]],
+     [((1, 4), 1), ((1, 9), 3)], [((1, 4), 1), ((3, 3), 1)]),
+    # lengths 7, 7, 5: without packing a copy of the prefix expanded to two rows, then one row
+    ([[1, 520, 9531, 198, 40, 1000, 2000], [1, 520, 9531, 198, 41, 42, 43], [1, 520, 9531, 198, 5]],
+     [((1, 4), 1), ((1, 7), 3)], [((1, 4), 1), ((2, 3), 1), ((1, 1), 1)]),
+])
+@pytest.mark.parametrize("packed_attention", [True, False])
+def test_every_row_gets_the_logits_it_would_get_alone(engine, rows, packed, unpacked, packed_attention):
+    if not packed_attention:
+        packing.uninstall(engine.model)  # models whose attention cannot run packed
+    try:
+        assert prefill_forwards(engine, rows) == (packed if packed_attention else unpacked)
+        with torch.inference_mode():
+            batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+            batch.add([request(rows, 0)])
+            for i, row in enumerate(rows):
+                alone = engine.model(input_ids=torch.tensor([row])).logits[0, -1]
+                assert torch.allclose(batch.logits[i], alone, atol=1e-4), i
+    finally:
+        packing.install(engine.model)
 
 
 def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
@@ -239,16 +245,17 @@ def test_one_merge_of_several_caches_left_pads_each_and_keeps_room():
 
 
 def test_a_request_whose_prefill_fails_is_the_only_one_to_fail(monkeypatch):
-    """The scheduler prefills arrivals one by one and merges those that made it."""
+    """The scheduler prefills arrivals together; when that fails, one by one, and merges those
+    that made it."""
     engine = tiny_engine(seed=1)
     expected = [engine.generate(ask(name, unit), beta=0.05, max_new_tokens=5, seed=s).token_ids
                 for name, unit, s in (("Jane Roe", "u1", 1), ("Tom Poe", "u3", 3))]
     real = DecodeBatch.prefill
 
-    def failing(self, req):
-        if req.max_new_tokens == 4:
+    def failing(self, reqs):
+        if any(req.max_new_tokens == 4 for req in reqs):
             raise MemoryError("no room for this request")
-        return real(self, req)
+        return real(self, reqs)
 
     monkeypatch.setattr(DecodeBatch, "prefill", failing)
     requests = [engine._prepare(ask(name, unit), make_settings(beta=0.05, max_new_tokens=n, seed=s), None, None,

@@ -127,15 +127,15 @@ def test_only_the_public_view_is_stored_and_later_requests_compute_only_the_rest
     store = PrefixCache(1000)
     public_view, private_view = PUBLIC + [5, 6, 7, 8], PUBLIC + [900, 901, 902, 903, 904, 905]
     shapes, _ = prefill(engine, store, [public_view, private_view])
-    assert shapes == [(1, 40), (1, 4), (1, 6)]
+    assert shapes == [(1, 40), (1, 4 + 6)]  # the prefix, then both suffixes packed
     # stored: the public view, whole; nothing of the private view past the shared prefix
     assert [e.tokens for e in store._entries] == [tuple(public_view)]
     # another record behind the same public opening: the shared 40 tokens come from the store
     second = [PUBLIC + [11, 12], PUBLIC + [950, 951, 952]]
     shapes, logits = prefill(engine, store, second)
-    assert shapes == [(1, 2), (1, 3)]
+    assert shapes == [(1, 2 + 3)]
     cold_shapes, cold_logits = prefill(engine, None, second)
-    assert cold_shapes == [(1, 40), (1, 2), (1, 3)]
+    assert cold_shapes == [(1, 40), (1, 2 + 3)]
     assert torch.allclose(logits, cold_logits, atol=1e-5)
     # the same public view again (the same question of another record): no public token computed,
     # the stored logits are the public row's
@@ -146,7 +146,7 @@ def test_only_the_public_view_is_stored_and_later_requests_compute_only_the_rest
     # a public view that continues a stored one (the next turn): only its new tokens are computed
     fourth = [public_view + [70, 71, 72], PUBLIC + [980, 981]]
     shapes, logits = prefill(engine, store, fourth)
-    assert shapes == [(1, 3), (1, 2)]
+    assert shapes == [(1, 3 + 2)]  # the public view from its stored 44 tokens, the private from 40
     assert torch.allclose(logits, prefill(engine, None, fourth)[1], atol=1e-5)
     assert tuple(public_view + [70, 71, 72]) in [e.tokens for e in store._entries]
     assert not any(t >= 900 for e in store._entries for t in e.tokens)

@@ -90,3 +90,12 @@ def test_recorder_sees_the_engines_forwards():
 def test_machine_measures_positive_peaks(eager_model):
     machine = Machine.measure(eager_model, "cpu", repeats=1)
     assert machine.gemm_flops > 1e8 and machine.read_bytes > 1e8
+
+
+def test_a_packed_forward_is_its_pieces():
+    """Pieces of one packed row (core.packing) cost what each would as a row of its own."""
+    from dpfusion_chains.core.packing import PackedPieces
+
+    spec = PackedPieces.of(5, [(5, 3), (2, 4)])  # 3 tokens over all 5 base positions, 4 over the first 2
+    assert forward_of({"input_ids": torch.zeros((1, 7), dtype=torch.long), "packed": spec}) == \
+        Forward(new=(3, 4), context=(8, 6))
