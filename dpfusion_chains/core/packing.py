@@ -57,6 +57,12 @@ class PackedPieces:
         return sum(self.lengths)
 
 
+def _gqa_in_kernel(device: torch.device) -> bool:
+    """Whether SDPA repeats the KV heads itself: on a CPU; elsewhere a mask would send
+    enable_gqa to the slow math kernel, so the heads are repeated before."""
+    return device.type == "cpu"
+
+
 def _piece_mask(base: int, n: int, device: torch.device) -> torch.Tensor:
     """[n, base + n] bool: every base position, then the piece's own keys causally."""
     cols = torch.arange(base + n, device=device)
@@ -80,8 +86,7 @@ def packed_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
         raise ValueError(f"this model's attention takes {', '.join(unsupported)}, which packed prefill does not "
                          "apply; create the engine with packed_prefill=False")
     groups = getattr(module, "num_key_value_groups", 1)
-    # GQA inside SDPA on a CPU; elsewhere a mask sends enable_gqa to the slow math kernel
-    gqa_in_kernel = groups > 1 and query.device.type == "cpu"
+    gqa_in_kernel = groups > 1 and _gqa_in_kernel(query.device)
     if groups > 1 and not gqa_in_kernel:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     out = torch.empty_like(query)

@@ -98,6 +98,16 @@ def test_packed_forwards_are_bounded_and_give_the_same_rows(engine, monkeypatch)
         assert torch.allclose(a.logits, b.logits, atol=1e-4)
 
 
+def test_kv_heads_repeated_before_sdpa_give_the_same_rows(engine, monkeypatch):
+    """The GPU way of grouped-query attention (heads repeated, then masked SDPA), run here on the CPU."""
+    assert engine.model.config.num_key_value_heads < engine.model.config.num_attention_heads
+    in_kernel, _, _ = prefill_all(engine, REQUESTS)
+    monkeypatch.setattr(packing, "_gqa_in_kernel", lambda device: False)
+    repeated, _, _ = prefill_all(engine, REQUESTS)
+    for a, b in zip(in_kernel, repeated):
+        assert torch.allclose(a.logits, b.logits, atol=1e-5)
+
+
 def test_unpacked_calls_compute_exactly_as_sdpa():
     engine = tiny_engine(seed=3)
     ids = torch.tensor([[1, 520, 9531, 198, 40, 41], [1, 77, 78, 79, 80, 81]])
