@@ -2,13 +2,14 @@
 
 Rows of one request are contiguous: its public view first, then one row per group. Requests
 arriving together are prefilled together (core.prefill, their suffixes packed into one forward)
-and merged into the running batch, so a request can join at any step boundary. Each step takes the last position's logits only, runs the λ search for every
-group row of every request at once, mixes in probability space with one weighted row sum per
-request, samples one token per request with the request's own generator and appends it to all
-of the request's rows. The only host synchronisation per step is reading the sampled tokens for
-the stop check. Finished requests leave the batch. With a CompiledForward (core.compiled),
-decode steps run as one compiled graph on a static copy of the cache, which is handed back
-before requests join or leave.
+and merged into the running batch, so a request can join at any step boundary. Each step takes
+the last position's logits only, runs the λ search for every group row of every request at
+once, mixes in probability space with one weighted row sum per request, samples one token per
+request with the request's own generator and appends it to all of the request's rows. The only
+host synchronisation per step is reading the sampled tokens for the stop check. Finished
+requests leave the batch. With a CompiledForward (core.compiled), decode steps run as one
+compiled graph on a static copy of the cache, which is handed back before requests join or
+leave.
 """
 
 from __future__ import annotations
