@@ -31,7 +31,7 @@ import torch
 from dpfusion_chains.core import packing
 from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache
 from dpfusion_chains.core.matmul import active as weight_major_active
-from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix
+from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix, common_length
 
 PACK_TOKENS = 4096  # tokens of one packed forward at most (bounds its activations and its cache row)
 
@@ -137,7 +137,7 @@ def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[
     for r, rows in rows_of.items():
         for i, row in enumerate(rows):
             if views[r][i] is None:
-                seen = min(_common(base_tokens, row), len(row) - 1)  # ≥ len(prefix): the prefix is the base's
+                seen = min(common_length(base_tokens, row), len(row) - 1)  # ≥ len(prefix): the prefix is the base's
                 pieces.setdefault((seen, tuple(row[seen:])), []).append((r, i))
     keys = list(pieces)
     chunks = _chunks([len(suffix) for _, suffix in keys]) if packing.supports(model) else [list(range(len(keys)))]
@@ -191,15 +191,6 @@ def _chunks(lengths: list[int]) -> list[list[int]]:
         chunks[-1].append(j)
         total += n
     return chunks
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _padded(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device: torch.device) -> Prefilled:

@@ -20,6 +20,7 @@ even that.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,8 @@ class _Entry:
     logits: torch.Tensor | None
 
 
-def _common_length(a: tuple[int, ...], b: list[int]) -> int:
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -78,7 +80,7 @@ class PrefixCache:
         with self._lock:
             best, length = None, 0
             for entry in self._entries:
-                n = _common_length(entry.tokens, view)
+                n = common_length(entry.tokens, view)
                 whole = n == len(entry.tokens) and entry.logits is not None  # preferred on a tie
                 if n > length or (n == length and n and whole):
                     best, length = entry, n
@@ -103,7 +105,7 @@ class PrefixCache:
                        None if logits is None else logits.detach().clone())
         with self._lock:
             # a stored prefix of the new view (the same view included) adds nothing now
-            self._entries = [e for e in self._entries if _common_length(e.tokens, view) < len(e.tokens)]
+            self._entries = [e for e in self._entries if common_length(e.tokens, view) < len(e.tokens)]
             self._entries.append(entry)
             while self.tokens > self.max_tokens:
                 self._entries.pop(0)
@@ -113,4 +115,4 @@ class PrefixCache:
             self._entries.clear()
 
 
-__all__ = ["DEFAULT_TOKENS", "MIN_MATCH", "PrefixCache", "StoredPrefix"]
+__all__ = ["DEFAULT_TOKENS", "MIN_MATCH", "PrefixCache", "StoredPrefix", "common_length"]
