@@ -142,28 +142,14 @@ class ReservedCache(DynamicCache):
     def merge(self, *others: ReservedCache) -> None:
         """Append the rows of `others` after ours, in order, left-padding the shorter ones with
         zeros (the caller masks the padding). Every cache keeps its positions: rotary phases are
-        already in the keys. One buffer per layer and each row copied once (requests joining one
-        merge at a time would copy the running batch again for each)."""
+        already in the keys. One buffer per layer and each cache's rows copied once, in one block
+        (requests joining one merge at a time would copy the running batch again for each)."""
         parts = (self, *others)
-        width = max(p.length for p in parts)
-        reserve = max(p.layers[0].reserve for p in parts)
-        rows = [p.layers[0].keys.shape[0] for p in parts]
-        for i, mine in enumerate(self.layers):
-            layers = [p.layers[i] for p in parts]
-            merged = []
-            for name in ("keys", "values"):
-                first = getattr(layers[0], name)
-                out = first.new_empty((sum(rows), first.shape[1], width + reserve, first.shape[3]))
-                out[:, :, width:].zero_()  # room for later tokens: never read unwritten, zeroed all the same
-                start = 0
-                for layer, n in zip(layers, rows):
-                    pad = width - layer.length
-                    out[start:start + n, :, :pad].zero_()  # masked; zeros, never stale memory (0·NaN)
-                    out[start:start + n, :, pad:width] = getattr(layer, name)
-                    start += n
-                merged.append(out)
-            mine._set(merged[0], merged[1], width)
-            mine.reserve = reserve
+        rows = [[(p, r, 0, p.length)] for p in parts for r in range(p.layers[0].keys.shape[0])]
+        merged = assemble(rows, max(p.layers[0].reserve for p in parts))
+        for mine, theirs in zip(self.layers, merged.layers):
+            mine._set(theirs._keys, theirs._values, theirs.length)
+            mine.reserve = theirs.reserve
 
 
 Segment = tuple[ReservedCache, int, int, int]  # (cache, row, first position, end position)
@@ -175,21 +161,39 @@ def assemble(rows: list[list[Segment]], reserve: int = 0) -> ReservedCache:
     row has room for `reserve` more positions."""
     lengths = [sum(end - start for _, _, start, end in segments) for segments in rows]
     width = max(lengths)
+    blocks = _blocks(rows, [width - n for n in lengths])
     source = rows[0][0][0]
     out = ReservedCache(len(source.layers), reserve)
     for i, layer in enumerate(out.layers):
         buffers = []
         for name in ("keys", "values"):
             like = getattr(source.layers[i], name)
-            buffer = like.new_zeros((len(rows), like.shape[1], width + reserve, like.shape[3]))
-            for r, (segments, length) in enumerate(zip(rows, lengths)):
-                at = width - length
+            buffer = like.new_empty((len(rows), like.shape[1], width + reserve, like.shape[3]))
+            buffer[:, :, width:].zero_()  # room for later tokens: never read unwritten, zeroed all the same
+            for dst, n, at, segments in blocks:
+                buffer[dst:dst + n, :, :at].zero_()  # masked padding: zeros, never stale memory (0·NaN)
                 for cache, row, start, end in segments:
-                    buffer[r, :, at:at + end - start] = getattr(cache.layers[i], name)[row, :, start:end]
+                    source_rows = getattr(cache.layers[i], name)[row:row + n]
+                    buffer[dst:dst + n, :, at:at + end - start] = source_rows[:, :, start:end]
                     at += end - start
             buffers.append(buffer)
         layer._set(buffers[0], buffers[1], width)
     return out
+
+
+def _blocks(rows: list[list[Segment]], pads: list[int]) -> list[tuple[int, int, int, list[Segment]]]:
+    """(first row, row count, padding, segments of the first row) for runs of consecutive rows
+    that take the same positions of consecutive rows of the same caches: one copy per run."""
+    blocks: list[tuple[int, int, int, list[Segment]]] = []
+    for r, (segments, pad) in enumerate(zip(rows, pads)):
+        if blocks:
+            dst, n, at, first = blocks[-1]
+            if at == pad and len(first) == len(segments) and all(
+                    a[0] is b[0] and a[1] + n == b[1] and a[2:] == b[2:] for a, b in zip(first, segments)):
+                blocks[-1] = (dst, n + 1, at, first)
+                continue
+        blocks.append((r, 1, pad, segments))
+    return blocks
 
 
 def _runs(moves: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

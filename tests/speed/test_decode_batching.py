@@ -10,7 +10,7 @@ import torch
 from dpfusion_chains.core import packing
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, compaction_order, decode
 from dpfusion_chains.core.fusion import fuse, mixture_logprobs
-from dpfusion_chains.core.kvcache import ReservedCache, new_cache
+from dpfusion_chains.core.kvcache import ReservedCache, assemble, new_cache
 from dpfusion_chains.core.params import make_settings
 from dpfusion_chains.core.spans import private
 from dpfusion_chains.core.steps import StepPlan, mix_rows
@@ -242,6 +242,20 @@ def test_one_merge_of_several_caches_left_pads_each_and_keeps_room():
             assert not layer.values[start:start + n, :, :8 - length].any()
             start += n
         assert not layer._keys[:, :, 8:].any()
+
+
+def test_assembled_rows_hold_the_named_positions_right_aligned():
+    """Runs of rows taken alike from consecutive rows are copied as one block; every other row on
+    its own, its segments end to end."""
+    a, b = _filled_cache(3, 5, 0, 3), _filled_cache(1, 3, 0, 4)
+    rows = [[(a, 0, 0, 5)], [(a, 1, 0, 5)], [(b, 0, 0, 3)], [(a, 2, 1, 4), (b, 0, 0, 2)]]
+    out = assemble(rows, reserve=2)
+    assert out.length == 5
+    for layer, la, lb in zip(out.layers, a.layers, b.layers):
+        assert layer._keys.shape == (4, 2, 5 + 2, 4) and not layer._keys[:, :, 5:].any()
+        assert torch.equal(layer.keys[:2], la.keys[:2])
+        assert not layer.keys[2, :, :2].any() and torch.equal(layer.keys[2, :, 2:], lb.keys[0])
+        assert torch.equal(layer.values[3], torch.cat([la.values[2, :, 1:4], lb.values[0, :, :2]], dim=1))
 
 
 def test_a_request_whose_prefill_fails_is_the_only_one_to_fail(monkeypatch):
