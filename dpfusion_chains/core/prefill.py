@@ -140,10 +140,11 @@ def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[
                 seen = min(common_length(base_tokens, row), len(row) - 1)  # ≥ len(prefix): the prefix is the base's
                 pieces.setdefault((seen, tuple(row[seen:])), []).append((r, i))
     keys = list(pieces)
-    chunks = _chunks([len(suffix) for _, suffix in keys]) if packing.supports(model) else [list(range(len(keys)))]
+    packed = packing.supports(model)
+    chunks = _chunks([len(suffix) for _, suffix in keys]) if packed else [list(range(len(keys)))]
     for n, chunk in enumerate(chunks):
         computed = _compute(model, base if n == len(chunks) - 1 else base.copy(), len(base_tokens),
-                            [keys[j] for j in chunk], device)
+                            [keys[j] for j in chunk], device, packed)
         for j, view in zip(chunk, computed):
             for r, i in pieces[keys[j]]:
                 views[r][i] = view
@@ -153,10 +154,10 @@ def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[
 
 
 def _compute(model: Any, base: ReservedCache, base_length: int, pieces: list[tuple[int, tuple[int, ...]]],
-             device: torch.device) -> list[_View]:
+             device: torch.device, packed: bool) -> list[_View]:
     """Each piece (base positions it sees, its tokens) over `base`: one packed forward, or, for
     models without packed attention, one forward per suffix shape from copies of the base."""
-    if packing.supports(model):
+    if packed:
         spec = packing.PackedPieces.of(base_length, [(seen, len(suffix)) for seen, suffix in pieces])
         ids = torch.tensor([[t for _, suffix in pieces for t in suffix]], dtype=torch.long, device=device)
         pos = torch.tensor([[seen + k for seen, suffix in pieces for k in range(len(suffix))]], device=device)
