@@ -20,13 +20,14 @@ work the engine chose to do (prefix reuse included); what it skipped costs nothi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from benchmarks.speed_common import timed
 
 
 @dataclass(frozen=True)
@@ -99,25 +100,16 @@ class Machine:
         x = torch.randn(1024, weight.shape[1], dtype=weight.dtype, device=device)
         w = torch.randn_like(weight, device=device)
         flops = 2 * x.shape[0] * w.numel()
-        gemm = flops / _best(lambda: torch.nn.functional.linear(x, w), repeats, device)
+        gemm = flops / _best(lambda: torch.nn.functional.linear(x, w), repeats)
         stream = torch.ones(64 * 2**20, dtype=torch.float32, device=device)
-        read = stream.numel() * stream.element_size() / _best(stream.sum, repeats, device)
+        read = stream.numel() * stream.element_size() / _best(stream.sum, repeats)
         return cls(gemm_flops=gemm, read_bytes=read)
 
 
-def _best(fn: Callable[[], Any], repeats: int, device: torch.device | str) -> float:
-    cuda = torch.device(device).type == "cuda"
+def _best(fn: Callable[[], Any], repeats: int) -> float:
+    """Best wall time of `repeats` calls after a warm-up one (speed_common.timed syncs a GPU)."""
     fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(timed(fn)[0] for _ in range(repeats))
 
 
 def forward_of(kwargs: dict[str, Any]) -> Forward:
