@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
-from dpfusion_chains.core import packing
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, peak_memory_mb, request_prompts, save, timed)
+from dpfusion_chains.core import packing
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 

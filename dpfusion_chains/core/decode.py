@@ -15,8 +15,8 @@ leave.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import accumulate
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import torch
