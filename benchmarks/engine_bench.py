@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.speed_common import (StageTimers, cold, load_average, load_engine, peak_memory_mb, plain_ids,
-                                     record_prompt, run_plain, save, timed)
+from benchmarks.speed_common import (StageTimers, add_engine_flags, cold, engine_flags, flags_suffix, load_average,
+                                     load_engine, peak_memory_mb, plain_ids, record_prompt, run_plain, save, timed)
 
 
 def run_dpfusion(engine: Any, timers: StageTimers, prompt: list[dict[str, Any]], groups: int, tokens: int,
@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo peak-RSS measurement")
+    add_engine_flags(parser)
     args = parser.parse_args(argv)
 
     # Measured first: a child's peak RSS counts the parent's memory at fork, so the parent must be small.
     demo_rss = None if args.no_demo else demo_peak_rss_mb()
-    engine = load_engine(args.device)
+    engine = load_engine(args.device, **engine_flags(args))
     prompts = {g: record_prompt(g) for g in args.groups}
     inputs = {g: plain_ids(engine, prompts[g]) for g in args.groups}  # same text, nothing private
     with StageTimers() as timers:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if demo_rss is not None:
         report["demo_peak_rss_mb"] = demo_rss
         print(f"peak RSS of `dpfusion demo --records 1`: {report['demo_peak_rss_mb']:.0f} MB")
-    save("engine_bench", report)
+    save("engine_bench" + flags_suffix(args), report)
     return report
 
 

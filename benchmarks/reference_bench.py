@@ -28,7 +28,6 @@ import torch
 
 from benchmarks.speed_common import (add_engine_flags, engine_flags, flags_suffix, load_average, load_engine,
                                      request_prompts, save, timed)
-from dpfusion_chains.core.compiled import COMPILE_FLAGS
 
 VERSION = "0.1.0"
 CACHE = Path(__file__).resolve().parent / ".cache" / f"dp-fusion-lib-{VERSION}"
@@ -79,13 +78,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                        help="our engine's compiled decode steps (auto: CUDA only); graphs are built in the warm-up")
     add_engine_flags(parser)
     args = parser.parse_args(argv)
 
     reference = import_reference()
-    engine = load_engine(args.device, compile=COMPILE_FLAGS[args.compile], **engine_flags(args))
+    engine = load_engine(args.device, **engine_flags(args))
     theirs = reference.DPFusion(model=engine.model, tokenizer=_NoEosTokenizer(engine.tokenizer))
     prompts = request_prompts(args.requests)
     token_views = [views(engine, p) for p in prompts]
@@ -138,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "compiled": engine.compiled is not None, "rows": rows, "prefix_cache_tokens": args.prefix_cache_tokens,
               "weight_major": args.weight_major, "packed_prefill": args.packed_prefill, "speedup_one": one, "speedup_many": many,
               "reference": f"dp-fusion-lib {VERSION}"}
-    save(("reference_bench_compiled" if engine.compiled is not None else "reference_bench") + flags_suffix(args), report)
+    save("reference_bench" + flags_suffix(args), report)
     return report
 
 

@@ -5,16 +5,17 @@
 For each context length (G=1) and each G (at the shortest context), DP-Fusion calls and
 plain `model.generate` calls on the same chat with the records in clear, interleaved. Per-token decode
 time is separated from the prefill by timing each side at 1 and at 1+--tokens sampled tokens (shortest of --repeats).
-Writes benchmarks/results/scaling_bench.{json,png}.
+Writes benchmarks/results/scaling_bench.{json,png} (scaling_bench_cuda.* from a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from benchmarks.speed_common import (RESULTS, load_average, load_engine, plain_ids, record_prompt, run_plain, save,
-                                     timed)
+from benchmarks.speed_common import (add_engine_flags, engine_flags, flags_suffix, load_average, load_engine, plain_ids,
+                                     record_prompt, run_plain, save, timed)
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 
@@ -37,7 +38,7 @@ def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -
             "plain_prefill_s": plain_1, "dpfusion_prefill_s": dp_1}
 
 
-def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]]) -> None:
+def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]], path: Path) -> None:
     try:
         import matplotlib
 
@@ -60,7 +61,7 @@ def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]]) 
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "scaling_bench.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    add_engine_flags(parser)
     args = parser.parse_args(argv)
 
-    engine = load_engine(args.device)
+    engine = load_engine(args.device, **engine_flags(args))
     engine.generate(record_prompt(1), max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     print(f"model: {engine.model_name} on {engine.device}; {args.tokens} decode tokens; load average {load_average()}")
     print(f"{'G':>3} {'prompt':>7} {'plain ms/tok':>13} {'DP ms/tok':>10} {'ratio':>6} {'plain prefill s':>16} "
@@ -83,8 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{r['groups']:>3} {r['prompt_tokens']:>7} {r['plain_step_ms']:>13.1f} {r['dpfusion_step_ms']:>10.1f} "
               f"{r['step_ratio']:>6.2f} {r['plain_prefill_s']:>16.2f} {r['dpfusion_prefill_s']:>13.2f}")
     report = {"device": str(engine.device), "tokens": args.tokens, "by_context": by_context, "by_groups": by_groups}
-    save("scaling_bench", report)
-    plot(by_context, by_groups)
+    plot(by_context, by_groups, save("scaling_bench" + flags_suffix(args), report).with_suffix(".png"))
     return report
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.models import SWITCH_FLAGS
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 
@@ -21,13 +22,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class StageTimers:
     """Time spent in the λ search + mixing, in prefills (DecodeBatch.prefill and the merge into
     the batch, DecodeBatch.join) and in requests leaving (DecodeBatch.remove), while active; the
-    scheduler's worker thread included."""
+    scheduler's worker thread included. On a GPU the λ search and mixing are timed with CUDA
+    events around their kernels (a host clock would time only their launches, and a sync would
+    slow the step it measures); the other stages, once per request, end with a sync."""
 
     def __init__(self) -> None:
         import dpfusion_chains.core.decode as decode_module
 
         self.module = decode_module
-        self.mixing = self.prefill = self.leaving = 0.0
+        self.on_gpu = torch.cuda.is_available()
+        self.reset()
         batch = decode_module.DecodeBatch
         self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join, batch.remove)
 
@@ -37,13 +41,41 @@ class StageTimers:
             try:
                 return fn(*args, **kwargs)
             finally:
-                setattr(self, slot, getattr(self, slot) + time.perf_counter() - start)
+                if self.on_gpu:
+                    sync()  # the stage's kernels, not only their launches
+                self._host[slot] += time.perf_counter() - start
         return timed
+
+    def _wrap_kernels(self, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                end.record()
+                self._events.append((start, end))
+        return timed
+
+    @property
+    def mixing(self) -> float:
+        if self._events:
+            torch.cuda.synchronize()
+        return self._host["mixing"] + sum(s.elapsed_time(e) for s, e in self._events) / 1e3
+
+    @property
+    def prefill(self) -> float:
+        return self._host["prefill"]
+
+    @property
+    def leaving(self) -> float:
+        return self._host["leaving"]
 
     def __enter__(self) -> StageTimers:
         search, mix, prefill, join, remove = self.saved
-        self.module.search_lambda = self._wrap(search, "mixing")
-        self.module.mix_rows = self._wrap(mix, "mixing")
+        wrap_mixing = self._wrap_kernels if self.on_gpu else (lambda fn: self._wrap(fn, "mixing"))
+        self.module.search_lambda = wrap_mixing(search)
+        self.module.mix_rows = wrap_mixing(mix)
         self.module.DecodeBatch.prefill = self._wrap(prefill, "prefill")
         self.module.DecodeBatch.join = self._wrap(join, "prefill")
         self.module.DecodeBatch.remove = self._wrap(remove, "leaving")
@@ -54,7 +86,8 @@ class StageTimers:
         self.module.search_lambda, self.module.mix_rows, batch.prefill, batch.join, batch.remove = self.saved
 
     def reset(self) -> None:
-        self.mixing = self.prefill = self.leaving = 0.0
+        self._host = {"mixing": 0.0, "prefill": 0.0, "leaving": 0.0}
+        self._events: list[tuple[Any, Any]] = []
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +98,15 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="few-row products as (W·xᵀ)ᵀ (auto: on a CPU)")
     parser.add_argument("--packed-prefill", choices=["on", "off"], default="on",
                         help="suffixes of views and of requests prefilled together in one forward")
+    parser.add_argument("--compile", choices=list(COMPILE_FLAGS), default="auto",
+                        help="compiled decode steps (auto: on a CUDA GPU); graphs are built in the warm-up")
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
     """load_engine keyword arguments from add_engine_flags' options."""
     return {"prefix_cache_tokens": args.prefix_cache_tokens,
-            "weight_major": SWITCH_FLAGS[args.weight_major], "packed_prefill": args.packed_prefill == "on"}
+            "weight_major": SWITCH_FLAGS[args.weight_major], "packed_prefill": args.packed_prefill == "on",
+            "compile": COMPILE_FLAGS[args.compile]}
 
 
 def flags_suffix(args: argparse.Namespace) -> str:
@@ -78,6 +114,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
     parts = [] if args.prefix_cache_tokens == PREFIX_CACHE_TOKENS else [f"prefix{args.prefix_cache_tokens}"]
     parts += [] if args.weight_major == "auto" else [f"weightmajor-{args.weight_major}"]
     parts += [] if args.packed_prefill == "on" else ["unpacked"]
+    parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
     return "".join("_" + p for p in parts)
 
 
@@ -182,7 +219,9 @@ def load_average() -> str:
 
 
 def save(name: str, report: dict[str, Any]) -> Path:
+    """benchmarks/results/NAME.json; results from a GPU are NAME_cuda.json, beside the CPU's."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    device = torch.device(report.get("device", "cpu")).type
+    path = RESULTS / (f"{name}.json" if device == "cpu" else f"{name}_{device}.json")
     path.write_text(json.dumps(report, indent=2))
     return path

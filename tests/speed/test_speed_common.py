@@ -1,0 +1,34 @@
+"""benchmarks.speed_common: every engine setting has a flag, and a result is filed under the
+settings and the device it was measured with, so GPU and CPU results sit side by side."""
+
+import argparse
+import json
+
+from benchmarks import speed_common
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    speed_common.add_engine_flags(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_default_flags_give_the_engine_defaults_and_no_suffix():
+    args = parse()
+    assert speed_common.engine_flags(args) == {"prefix_cache_tokens": speed_common.PREFIX_CACHE_TOKENS,
+                                               "weight_major": "auto", "packed_prefill": True, "compile": "auto"}
+    assert speed_common.flags_suffix(args) == ""
+
+
+def test_changed_flags_name_the_result():
+    args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0")
+    assert speed_common.engine_flags(args)["compile"] is False
+    assert speed_common.flags_suffix(args) == "_prefix0_unpacked_compile-off"
+
+
+def test_results_from_a_gpu_are_filed_beside_the_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed_common, "RESULTS", tmp_path)
+    cpu = speed_common.save("engine_bench", {"device": "cpu", "rows": [1]})
+    gpu = speed_common.save("engine_bench", {"device": "cuda:0", "rows": [2]})
+    assert (cpu.name, gpu.name) == ("engine_bench.json", "engine_bench_cuda.json")
+    assert json.loads(cpu.read_text())["rows"] == [1] and json.loads(gpu.read_text())["rows"] == [2]
