@@ -9,7 +9,7 @@ request with the request's own generator and appends it to all of the request's 
 host synchronisation per step is reading the sampled tokens for the stop check. Finished
 requests leave the batch. With a CompiledForward (core.compiled), decode steps run as one
 compiled graph on a static copy of the cache, which is handed back before requests join or
-leave.
+leave. On a CUDA GPU every forward runs without cuDNN's attention kernel (core.attention_kernels).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
@@ -126,8 +127,9 @@ class DecodeBatch:
 
     def prefill(self, requests: list[DecodeRequest]) -> list[Prefilled]:
         """`requests`' rows prefilled together (the batch is not touched): ready to `join`."""
-        return prefill_requests(self.model, [(r.rows, r.max_new_tokens + 1) for r in requests], self.pad_id,
-                                self.device, self.prefixes)
+        with engine_kernels(self.device):
+            return prefill_requests(self.model, [(r.rows, r.max_new_tokens + 1) for r in requests], self.pad_id,
+                                    self.device, self.prefixes)
 
     def join(self, joining: list[tuple[DecodeRequest, Prefilled]]) -> None:
         """Merge prefilled requests into the batch, all in one cache merge."""
@@ -231,7 +233,10 @@ class DecodeBatch:
         return events
 
     def _advance(self, tokens: torch.Tensor) -> None:
-        ids = tokens[self.plan.row_request][:, None]
+        with engine_kernels(self.device):
+            self._forward(tokens[self.plan.row_request][:, None])
+
+    def _forward(self, ids: torch.Tensor) -> None:
         self.last_pos = self.last_pos + 1
         if self._freeze():
             logits = self.compiled(ids, self.static.next_mask(), self.last_pos, self.static)
