@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core.attention_kernels import engine_kernels
-from dpfusion_chains.core.compiled import CompiledForward, StaticBatch, static_capacity
+from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
@@ -208,7 +208,8 @@ class DecodeBatch:
         requests are removed before the forward."""
         if self.plan is None:
             self.plan = StepPlan.build(self.requests, self.device)
-        tokens, failed = fused_step(self.logits, self.requests, self.plan)
+        tokens, failed = fused_step(self.logits, self.requests, self.plan,
+                                    self.compiled.search if self.compiled is not None else None)
         token_list = tokens.tolist()  # the one host sync per step: needed for the stop check
         events: list[tuple[int, str, bool, Exception | None]] = []
         gone: set[int] = set()
@@ -288,10 +289,11 @@ def compaction_order(sizes: list[int], gone: set[int]) -> list[int]:
     return sorted(slot, key=slot.__getitem__)
 
 
-def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
-               plan: StepPlan) -> tuple[torch.Tensor, dict[int, Exception]]:
+def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], plan: StepPlan,
+               search: CompiledSearch | None = None) -> tuple[torch.Tensor, dict[int, Exception]]:
     """Sample one token per request from its DP-Fusion mixture: ([R] token ids, failures by position).
-    A request whose chosen mixture fails the audit gets no token (fail closed)."""
+    A request whose chosen mixture fails the audit gets no token (fail closed). `search`: the
+    compiled λ search (core.compiled), else the eager one."""
     scaled = logits.float() if plan.temperatures is None else logits.float() / plan.temperatures
     logp = torch.log_softmax(scaled, dim=-1)
     # Candidate sets (top-k/top-p) come from the public row alone and apply to all the request's rows.
@@ -304,7 +306,7 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest],
     if plan.n_group_rows:
         lp_groups = logp.index_select(0, plan.group_rows)
         lp_public = logp.index_select(0, plan.group_public_rows)
-        lam, div = search_lambda(lp_groups, lp_public, plan.bounds, plan.orders)
+        lam, div = (search or search_lambda)(lp_groups, lp_public, plan.bounds, plan.orders)
         if plan.audited:
             failed = audit_step(lam, lp_groups, lp_public, plan, requests)
         for i, s, e in plan.group_slices:

@@ -8,8 +8,10 @@ import logging
 import pytest
 import torch
 
-from dpfusion_chains.core.compiled import CAPACITY_STEP, CompiledForward, StaticBatch, wants_compile
+from dpfusion_chains.core.compiled import (CAPACITY_STEP, CompiledForward, CompiledSearch, StaticBatch,
+                                          wants_compile)
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.fusion import search_lambda
 from dpfusion_chains.core.spans import private
 from dpfusion_chains.testing import tiny_engine
 
@@ -207,3 +209,57 @@ def test_inductor_graph_gives_the_eager_tokens_on_cpu():
     want = [r.token_ids for r in eager_engine.generate_batch(again, beta=0.05)]
     assert [r.token_ids for r in compiled_engine.generate_batch(again, beta=0.05)] == want
     assert compiled_engine.compiled._ran and not compiled_engine.compiled.broken
+
+
+def random_logps(rows: int, vocab: int = 500, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    private_lp = torch.log_softmax(3 * torch.randn(rows, vocab, generator=g), dim=-1)
+    public_lp = torch.log_softmax(3 * torch.randn(rows, vocab, generator=g), dim=-1)
+    return private_lp, public_lp, torch.full((rows,), 0.05), torch.full((rows,), 2.0)
+
+
+def test_the_lambda_search_compiles_as_one_graph_for_any_number_of_rows():
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    search = CompiledSearch(counting_backend)
+    for rows in (3, 5, 2, 7):  # fullgraph: a graph break would raise; dynamic: no graph per row count
+        args = random_logps(rows, seed=rows)
+        got, want = search(*args), search_lambda(*args)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert len(graphs) == 1 and not search.broken
+
+
+def test_a_lambda_search_that_fails_to_compile_is_answered_eagerly(caplog):
+    search = CompiledSearch("eager")
+    calls = []
+
+    def fail(*args):
+        calls.append(1)
+        raise RuntimeError("backend compiler failed: no C++ compiler")
+
+    search._fn = fail
+    args = random_logps(4)
+    with caplog.at_level(logging.WARNING, logger="dpfusion_chains.core.compiled"):
+        for _ in range(2):
+            got, want = search(*args), search_lambda(*args)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert search.broken and len(calls) == 1 and "searching eagerly" in caplog.text
+
+
+def test_compiled_steps_search_with_the_compiled_search_off_the_cpu_tuned_path(engine):
+    assert CompiledForward(engine.model).search is None  # CPU + inductor: the search stays eager
+    traced = CompiledForward(engine.model, backend="eager")
+    calls = []
+    compiled_search = traced.search
+
+    def counting(*args):
+        calls.append(args[0].shape[0])
+        return compiled_search(*args)
+
+    traced.search = counting
+    assert run_joined(engine, traced) == run_joined(engine, None)
+    assert calls and max(calls) == 3  # A's and B's group rows together (C has no group)
