@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ways["unpacked"] = unpacked
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
-    with StageTimers() as timers:
+    with StageTimers(engine.device) as timers:
         for _ in range(args.repeats):
             for name, fn in ways.items():
                 timers.reset()

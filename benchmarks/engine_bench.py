@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engine = load_engine(args.device, **engine_flags(args))
     prompts = {g: record_prompt(g) for g in args.groups}
     inputs = {g: plain_ids(engine, prompts[g]) for g in args.groups}  # same text, nothing private
-    with StageTimers() as timers:
+    with StageTimers(engine.device) as timers:
         engine.generate(prompts[args.groups[0]], beta=0.05, max_new_tokens=2, seed=0, detector="whole")  # warm-up
         run_plain(engine, inputs[args.groups[0]], 2, 0)
         plain_best = {g: float("inf") for g in args.groups}

@@ -22,15 +22,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class StageTimers:
     """Time spent in the λ search + mixing, in prefills (DecodeBatch.prefill and the merge into
     the batch, DecodeBatch.join) and in requests leaving (DecodeBatch.remove), while active; the
-    scheduler's worker thread included. On a GPU the λ search and mixing are timed with CUDA
+    scheduler's worker thread included. On a GPU (`device`, the engine's) the λ search and mixing are timed with CUDA
     events around their kernels (a host clock would time only their launches, and a sync would
     slow the step it measures); the other stages, once per request, end with a sync."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         import dpfusion_chains.core.decode as decode_module
 
         self.module = decode_module
-        self.on_gpu = torch.cuda.is_available()
+        self.on_gpu = torch.device(device).type == "cuda"
         self.reset()
         batch = decode_module.DecodeBatch
         self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join, batch.remove,

@@ -1,6 +1,7 @@
 """The GPU path: half-precision weights with float32 fusion math, packed prefill, one host sync
-per decode step, and the compiled step that `compile="auto"` turns on there. These run only
-where torch sees a CUDA GPU (CI has none); everywhere else they are skipped with that reason."""
+per decode step, attention without cuDNN's kernel, and the compiled step and λ search that
+`compile="auto"` turns on there. These run only where torch sees a CUDA GPU (CI has none);
+everywhere else they are skipped with that reason."""
 
 import warnings
 

@@ -32,3 +32,23 @@ def test_results_from_a_gpu_are_filed_beside_the_cpus(tmp_path, monkeypatch):
     gpu = speed_common.save("engine_bench", {"device": "cuda:0", "rows": [2]})
     assert (cpu.name, gpu.name) == ("engine_bench.json", "engine_bench_cuda.json")
     assert json.loads(cpu.read_text())["rows"] == [1] and json.loads(gpu.read_text())["rows"] == [2]
+
+
+def test_stage_timers_time_the_lambda_search_eager_or_compiled_and_restore_everything():
+    import torch
+
+    from dpfusion_chains.core import decode, fusion
+    from dpfusion_chains.core.compiled import CompiledSearch
+
+    before = (decode.search_lambda, decode.mix_rows, CompiledSearch.__call__, decode.DecodeBatch.prefill)
+    lp = torch.log_softmax(torch.randn(2, 300), dim=-1)
+    args = (lp, torch.log_softmax(torch.randn(2, 300), dim=-1), torch.full((2,), 0.05), torch.full((2,), 2.0))
+    with speed_common.StageTimers("cpu") as timers:
+        decode.search_lambda(*args)
+        eager = timers.mixing
+        CompiledSearch("eager")(*args)
+        assert 0 < eager < timers.mixing and timers.prefill == timers.leaving == 0
+        timers.reset()
+        assert timers.mixing == 0
+    assert (decode.search_lambda, decode.mix_rows, CompiledSearch.__call__, decode.DecodeBatch.prefill) == before
+    assert decode.search_lambda is fusion.search_lambda
