@@ -111,12 +111,6 @@ def prefill_requests(model: Any, requests: list[tuple[list[list[int]], int]], pa
     return out
 
 
-def prefill_request(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device: torch.device,
-                    store: PrefixCache | None = None) -> Prefilled:
-    """One request's prefill (see prefill_requests)."""
-    return prefill_requests(model, [(rows, reserve)], pad_id, device, store)[0]
-
-
 def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[list[int]], StoredPrefix | None]],
                    views: list[list[_View | None]], device: torch.device, store: PrefixCache | None) -> None:
     """Fill `views` for requests sharing `prefix`: one base row (the longest stored prefix among
@@ -213,5 +207,4 @@ def _padded(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device
     return Prefilled(cache, mask, lead, pos[:, -1:], logits)
 
 
-__all__ = ["PACK_TOKENS", "Prefilled", "common_prefix_length", "forward_last", "left_pad", "prefill_request",
-           "prefill_requests"]
+__all__ = ["PACK_TOKENS", "Prefilled", "common_prefix_length", "forward_last", "left_pad", "prefill_requests"]
