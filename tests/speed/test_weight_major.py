@@ -92,6 +92,90 @@ def test_the_setting_resolves_per_device_and_refuses_other_values():
 def test_the_engine_swaps_on_cpu_and_keeps_its_tokens():
     on, off = tiny_engine(seed=4), tiny_engine(seed=4, weight_major=False)
     assert any(type(m) is WeightMajorLinear for m in on.model.modules())
+    assert type(on.model.get_output_embeddings()) is matmul.PackedOutputLinear
     assert not any(type(m) is WeightMajorLinear for m in off.model.modules())
     msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
     assert on.generate(msgs, seed=1, max_new_tokens=8).text == off.generate(msgs, seed=1, max_new_tokens=8).text
+
+
+class TinyLM(nn.Module):
+    """A body layer and an output layer, found the way transformers models expose it."""
+
+    def __init__(self, hidden=24, vocab=300):
+        super().__init__()
+        self.body, self.head = nn.Linear(hidden, hidden), nn.Linear(hidden, vocab, bias=False)
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def packed_model():
+    torch.manual_seed(0)
+    model, reference = TinyLM(), TinyLM()
+    reference.load_state_dict(model.state_dict())
+    assert install(model) == 2
+    return model, reference
+
+
+def test_the_output_layer_is_packed_and_matches_nn_linear():
+    model, reference = packed_model()
+    assert type(model.head) is matmul.PackedOutputLinear and type(model.body) is WeightMajorLinear
+    for shape in [(1, 24), (2, 24), (16, 24), (3, 5, 24), (MAX_ROWS, 24)]:
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            assert torch.equal(model.head(x), reference.head(x))  # outside active(): the stock kernel
+            with active():
+                out = model.head(x)
+        assert out.shape == reference.head(x).shape and out.is_contiguous()
+        assert torch.allclose(out, reference.head(x), atol=1e-5)
+    assert matmul._packed[model.head][1] is not None  # the packed product ran
+
+
+def test_an_output_weight_changed_in_place_or_replaced_is_packed_again():
+    model, reference = packed_model()
+    x = torch.randn(4, 24)
+    with torch.inference_mode(), active():
+        model.head(x)
+        first = matmul._packed[model.head]
+    with torch.no_grad():
+        model.head.weight.mul_(2.0)
+    with torch.inference_mode(), active():
+        assert torch.allclose(model.head(x), 2.0 * reference.head(x), atol=1e-5)
+    assert matmul._packed[model.head][0] != first[0]
+    model.head.weight = nn.Parameter(torch.randn(300, 24))
+    with torch.inference_mode(), active():
+        assert torch.allclose(model.head(x), x @ model.head.weight.detach().t(), atol=1e-5)
+
+
+def test_where_onednn_cannot_pack_the_output_layer_stays_weight_major(monkeypatch, caplog):
+    def refuse(weight):
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(matmul, "_pack", refuse)
+    model, reference = packed_model()
+    x = torch.randn(4, 24)
+    with torch.inference_mode(), active():
+        out = model.head(x)
+    assert torch.allclose(out, reference.head(x), atol=1e-5) and matmul._packed[model.head][1] is None
+    monkeypatch.setattr(matmul, "_onednn", lambda: False)
+    plain = TinyLM()
+    install(plain)
+    assert type(plain.head) is WeightMajorLinear
+
+
+def test_with_gradients_on_the_output_layer_takes_the_differentiable_path():
+    model, reference = packed_model()
+    x = torch.randn(4, 24)
+    with active():
+        out = model.head(x)
+    out.sum().backward()
+    assert model.head.weight.grad is not None and torch.allclose(out, reference.head(x), atol=1e-5)
+    assert model.head not in matmul._packed
+
+
+def test_the_output_layer_traces_under_torch_compile_with_fullgraph():
+    model, reference = packed_model()
+    compiled = torch.compile(model.head, backend="eager", fullgraph=True)
+    x = torch.randn(4, 24)
+    with torch.inference_mode(), active():
+        assert torch.allclose(compiled(x), reference.head(x), atol=1e-6)
