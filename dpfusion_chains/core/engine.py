@@ -72,8 +72,9 @@ class DPFusionEngine:
     GPU only; on CPU it measured slower, see benchmarks/compile_bench.py), True or False.
     `prefix_cache_tokens` bounds the store of recent public views whose keys and values later
     requests that open alike reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
-    few-row products of decode steps as (W·xᵀ)ᵀ ("auto": on a CPU, where MKL's stock layout
-    re-reads the weights; core.matmul), without changing the model outside the engine's calls.
+    few-row products of decode steps as (W·xᵀ)ᵀ, the output layer's through oneDNN with a packed
+    copy of its weight ("auto": on a CPU, where MKL's stock layout re-reads the weights;
+    core.matmul), without changing the model outside the engine's calls.
     `packed_prefill` prefills the views' suffixes, and those of requests arriving together, as one
     forward (core.packing: the model's SDPA attention learns to run packed; every other call
     computes as before); False leaves transformers' SDPA in place.

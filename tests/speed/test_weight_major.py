@@ -128,6 +128,9 @@ def test_the_output_layer_is_packed_and_matches_nn_linear():
                 out = model.head(x)
         assert out.shape == reference.head(x).shape and out.is_contiguous()
         assert torch.allclose(out, reference.head(x), atol=1e-5)
+    strided = torch.randn(5, 7, 24)[:, 3, :]  # the last position of each row, as logits_to_keep slices it
+    with torch.inference_mode(), active():
+        assert torch.allclose(model.head(strided), reference.head(strided), atol=1e-5)
     assert matmul._packed[model.head][1] is not None  # the packed product ran
 
 
