@@ -13,9 +13,9 @@ SmolLM2's 49152×576 output layer took 6.8 ms for 1 row, 7.1 for 2 and 17.8 for 
 12.8 (stock), 9.3 and 31.2 ms weight-major (copying the transposed output back included); a
 whole decode step went from 95.8 to 91.6 ms for one request (2 rows) and from 228 to 218 ms for
 eight (16 rows). The other layers measured alike either way (gate and up 0.67 against 0.80 ms
-at 16 rows alone, no gain within a step) and stay weight-major. The packed
-copy costs the output matrix's size once more in memory (113 MB for SmolLM2-135M in float32);
-it is made at the first use and made again if the weight changes in place.
+at 16 rows alone, no gain within a step) and stay weight-major. The packed copy costs the
+output matrix's size once more in memory (113 MB for SmolLM2-135M in float32); it is made at
+the first use and made again if the weight changes in place.
 
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
 `WeightMajorLinear` (the output layer for `PackedOutputLinear`); their forward is the stock
@@ -120,8 +120,7 @@ class PackedOutputLinear(WeightMajorLinear):
 def install(model: Any) -> int:
     """Swap the model's plain float32 CPU nn.Linear modules for WeightMajorLinear, its output
     layer for PackedOutputLinear (same parameters, no copy); returns how many were swapped."""
-    get_output = getattr(model, "get_output_embeddings", None)
-    output = get_output() if callable(get_output) else None
+    output = _output_layer(model)
     swapped = 0
     for module in model.modules():
         weight = getattr(module, "weight", None)
@@ -130,6 +129,14 @@ def install(model: Any) -> int:
             module.__class__ = PackedOutputLinear if module is output and _onednn() else WeightMajorLinear
             swapped += 1
     return swapped
+
+
+def _output_layer(model: Any) -> Any:
+    """The model's output layer as transformers models name it (None when it has none)."""
+    try:
+        return model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):  # not a transformers model, or one without a head
+        return None
 
 
 def _onednn() -> bool:
