@@ -103,7 +103,10 @@ class PackedOutputLinear(WeightMajorLinear):
 
     def _packed_weight(self) -> torch.Tensor | None:
         """The packed weight, packed again when the weight was replaced or changed in place
-        (its address or version counter moved); None where oneDNN cannot pack it."""
+        (its address or version counter moved); None where oneDNN cannot pack it, and for a
+        weight made under inference mode, which keeps no version counter to tell a change by."""
+        if self.weight.is_inference():
+            return None
         key = (self.weight.data_ptr(), self.weight._version)
         cached = _packed.get(self)
         if cached is not None and cached[0] == key:

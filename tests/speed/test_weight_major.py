@@ -150,6 +150,18 @@ def test_an_output_weight_changed_in_place_or_replaced_is_packed_again():
         assert torch.allclose(model.head(x), x @ model.head.weight.detach().t(), atol=1e-5)
 
 
+def test_an_output_weight_made_under_inference_mode_stays_weight_major():
+    torch.manual_seed(0)
+    with torch.inference_mode():  # its tensors keep no version counter: a change could not be seen
+        model, reference = TinyLM(), TinyLM()
+        reference.load_state_dict(model.state_dict())
+    install(model)
+    x = torch.randn(4, 24)
+    with torch.inference_mode(), active():
+        assert torch.allclose(model.head(x), reference.head(x), atol=1e-5)
+    assert model.head not in matmul._packed
+
+
 def test_where_onednn_cannot_pack_the_output_layer_stays_weight_major(monkeypatch, caplog):
     def refuse(weight):
         raise RuntimeError("no oneDNN here")
