@@ -103,9 +103,10 @@ class PackedOutputLinear(WeightMajorLinear):
 
     def _packed_weight(self) -> torch.Tensor | None:
         """The packed weight, packed again when the weight was replaced or changed in place
-        (its address or version counter moved); None where oneDNN cannot pack it, and for a
-        weight made under inference mode, which keeps no version counter to tell a change by."""
-        if self.weight.is_inference():
+        (its address or version counter moved); None where oneDNN cannot pack it: a weight moved
+        off the CPU after `install`, or made under inference mode, which keeps no version counter
+        to tell a change by."""
+        if self.weight.device.type != "cpu" or self.weight.is_inference():
             return None
         key = (self.weight.data_ptr(), self.weight._version)
         cached = _packed.get(self)
@@ -113,7 +114,7 @@ class PackedOutputLinear(WeightMajorLinear):
             return cached[1]
         try:
             packed: torch.Tensor | None = _pack(self.weight.detach())
-        except (RuntimeError, AttributeError, NotImplementedError) as exc:  # a torch built without oneDNN
+        except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
             logger.info("oneDNN cannot pack the output layer (%s); it stays weight-major", type(exc).__name__)
             packed = None
         _packed[self] = (key, packed)
@@ -136,10 +137,8 @@ def install(model: Any) -> int:
 
 def _output_layer(model: Any) -> Any:
     """The model's output layer as transformers models name it (None when it has none)."""
-    try:
-        return model.get_output_embeddings()
-    except (AttributeError, NotImplementedError):  # not a transformers model, or one without a head
-        return None
+    get_output = getattr(model, "get_output_embeddings", None)  # transformers answers None for a model without a head
+    return get_output() if callable(get_output) else None
 
 
 def _onednn() -> bool:

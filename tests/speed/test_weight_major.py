@@ -162,6 +162,14 @@ def test_an_output_weight_made_under_inference_mode_stays_weight_major():
     assert model.head not in matmul._packed
 
 
+def test_an_output_layer_moved_off_the_cpu_is_not_packed():
+    model, _ = packed_model()
+    model.head.to("meta")
+    with torch.inference_mode(), active():
+        out = model.head(torch.randn(4, 24, device="meta"))
+    assert out.shape == (4, 300) and model.head not in matmul._packed
+
+
 def test_where_onednn_cannot_pack_the_output_layer_stays_weight_major(monkeypatch, caplog):
     def refuse(weight):
         raise RuntimeError("no oneDNN here")
