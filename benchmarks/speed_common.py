@@ -99,6 +99,10 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="public-view KV store (0: off); emptied before every timed run")
     parser.add_argument("--weight-major", choices=list(SWITCH_FLAGS), default="auto",
                         help="few-row products as (W·xᵀ)ᵀ (auto: on a CPU)")
+    parser.add_argument("--packed-weights", choices=list(SWITCH_FLAGS), default="auto",
+                        help="with weight-major: products through oneDNN on packed weight copies (on: every "
+                             "layer, off: none, auto: every layer if the copies fit a quarter of memory, else "
+                             "the output layer)")
     parser.add_argument("--packed-prefill", choices=["on", "off"], default="on",
                         help="suffixes of views and of requests prefilled together in one forward")
     parser.add_argument("--compile", choices=list(COMPILE_FLAGS), default="auto",
@@ -108,7 +112,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
     """load_engine keyword arguments from add_engine_flags' options."""
     return {"prefix_cache_tokens": args.prefix_cache_tokens,
-            "weight_major": SWITCH_FLAGS[args.weight_major], "packed_prefill": args.packed_prefill == "on",
+            "weight_major": SWITCH_FLAGS[args.weight_major], "packed_weights": SWITCH_FLAGS[args.packed_weights],
+            "packed_prefill": args.packed_prefill == "on",
             "compile": COMPILE_FLAGS[args.compile]}
 
 
@@ -116,6 +121,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
     """A result-file suffix naming the engine settings that differ from the defaults."""
     parts = [] if args.prefix_cache_tokens == PREFIX_CACHE_TOKENS else [f"prefix{args.prefix_cache_tokens}"]
     parts += [] if args.weight_major == "auto" else [f"weightmajor-{args.weight_major}"]
+    parts += [] if args.packed_weights == "auto" else [f"packedweights-{args.packed_weights}"]
     parts += [] if args.packed_prefill == "on" else ["unpacked"]
     parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
     return "".join("_" + p for p in parts)

@@ -24,9 +24,9 @@ from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
-from dpfusion_chains.core.matmul import WeightMajorSetting, wants_weight_major
+from dpfusion_chains.core.matmul import PackSetting, WeightMajorSetting, wants_weight_major
 from dpfusion_chains.core.matmul import install as install_weight_major
-from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model, resolve_device
+from dpfusion_chains.core.models import DEFAULT_MODEL_NAME, load_default, load_model, resolve_device, resolve_flag
 from dpfusion_chains.core.params import GenerationSettings, ResolvedBound, make_settings, resolve_bound
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 from dpfusion_chains.core.prefix_cache import PrefixCache
@@ -72,9 +72,11 @@ class DPFusionEngine:
     GPU only; on CPU it measured slower, see benchmarks/compile_bench.py), True or False.
     `prefix_cache_tokens` bounds the store of recent public views whose keys and values later
     requests that open alike reuse (core.prefix_cache; 0 turns it off). `weight_major` computes the
-    few-row products of decode steps as (W·xᵀ)ᵀ, the output layer's through oneDNN with a packed
-    copy of its weight ("auto": on a CPU, where MKL's stock layout re-reads the weights;
-    core.matmul), without changing the model outside the engine's calls.
+    few-row products of decode steps as (W·xᵀ)ᵀ ("auto": on a CPU, where MKL's stock layout
+    re-reads the weights; core.matmul), without changing the model outside the engine's calls;
+    with it, `packed_weights` runs the engine's products through oneDNN on packed copies of the
+    weights: True every layer, False none, "auto" every layer while the copies take at most a
+    quarter of the machine's memory, else the output layer alone.
     `packed_prefill` prefills the views' suffixes, and those of requests arriving together, as one
     forward (core.packing: the model's SDPA attention learns to run packed; every other call
     computes as before); False leaves transformers' SDPA in place.
@@ -84,7 +86,7 @@ class DPFusionEngine:
                  detector: str | Detector = "presidio", model_name: str | None = None,
                  chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
                  prefix_cache_tokens: int = PREFIX_CACHE_TOKENS, weight_major: WeightMajorSetting = "auto",
-                 packed_prefill: bool = True, **defaults: Any) -> None:
+                 packed_weights: PackSetting = "auto", packed_prefill: bool = True, **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
         # resolve_device: "auto", and a clear error for a GPU that is not there (device="cuda" on a CPU machine)
@@ -99,8 +101,9 @@ class DPFusionEngine:
         # Built lazily by torch at the first decode step; the eager step stays the reference.
         self.compiled = CompiledForward(model) if wants_compile(compile, self.device) else None
         self.prefixes = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
+        resolve_flag("packed_weights", packed_weights, True)  # refuse a bad value even with weight_major off
         if wants_weight_major(weight_major, self.device):
-            install_weight_major(model)
+            install_weight_major(model, pack=packed_weights)
         if not isinstance(packed_prefill, bool):
             raise TypeError(f"packed_prefill must be True or False, got {packed_prefill!r}")
         if packed_prefill:

@@ -1,4 +1,5 @@
-"""Few-row linear layers on the CPU, computed weight-major.
+"""The engine's linear layers on the CPU: few-row products weight-major, or through oneDNN
+with the weights packed.
 
 A decode step multiplies a handful of rows (G+1 views per request) by every weight matrix.
 `F.linear(x, W)` asks the BLAS for x·Wᵀ, and MKL's kernels for that layout re-read W for small
@@ -7,19 +8,28 @@ row counts: on this project's 2-core CPU the 49152×576 output layer took 26 ms 
 tall left operand, took 11 ms and 26 ms (the 576×1536 MLP matrices gained 25–40 %).
 `benchmarks/engine_bench.py` measures the whole step both ways.
 
-The output layer (vocabulary × hidden, by far the largest matrix of a small model) does better
-still through oneDNN with its weight packed once into oneDNN's blocked layout. On the same CPU,
-SmolLM2's 49152×576 output layer took 6.8 ms for 1 row, 7.1 for 2 and 17.8 for 16, against
-12.8 (stock), 9.3 and 31.2 ms weight-major (copying the transposed output back included); a
-whole decode step went from 95.8 to 91.6 ms for one request (2 rows) and from 228 to 218 ms for
-eight (16 rows). The other layers measured alike either way (gate and up 0.67 against 0.80 ms
-at 16 rows alone, no gain within a step) and stay weight-major. The packed copy costs the
-output matrix's size once more in memory (113 MB for SmolLM2-135M in float32); it is made at
-the first use and made again if the weight changes in place.
+oneDNN does better still with the weight packed once into its blocked layout (a copy made at
+the first use, made again if the weight changes in place). How much depends on the CPU:
+- On the 2-core CPU of earlier sessions (MKL's GEMM peak ~66 GFLOP/s there), SmolLM2's
+  49152×576 output layer took 6.8 ms for 1 row, 7.1 for 2 and 17.8 for 16, against 12.8
+  (stock), 9.3 and 31.2 ms weight-major; a whole decode step went from 95.8 to 91.6 ms for one
+  request (2 rows) and from 228 to 218 ms for eight (16 rows). Packing the other layers too
+  measured alike there (216.9 ms); its prefill products were not measured packed.
+- On a 2-core AMD Zen 5 with AVX-512, packed products ran 2–3× faster than both other layouts
+  at every row count: the 1536×576 MLP matrix, cold, 120 µs for 16 rows against 358
+  weight-major and 468 stock, and 6.4 ms for a 1164-row prefill against 11.6 stock (~500
+  against ~210 GFLOP/s: as if MKL ran its AVX2 kernels on this AMD CPU and oneDNN its AVX-512
+  ones). With every layer packed a decode step of eight requests went from 68.9 to 49.9 ms and
+  their prefill from 2.50 to 1.24 s; one request's step stayed at 22–23 ms.
+The copies cost the packed weights' size once more in memory: ~540 MB for SmolLM2-135M in
+float32 with every layer packed (113 MB for its output layer alone). `install`'s `pack`
+setting says which layers are packed; "auto" packs them all while the copies take at most
+PACK_MEMORY_SHARE of the machine's memory, else the output layer (by far the largest matrix of
+a small model) alone.
 
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
-`WeightMajorLinear` (the output layer for `PackedOutputLinear`); their forward is the stock
-one except inside `active()` (the engine's own eager forwards, in this thread), with few rows
+`WeightMajorLinear`, or `PackedLinear` for the packed ones; their forward is the stock one
+except inside `active()` (the engine's own eager forwards, in this thread), with few rows
 and not under torch.compile (inductor picks its own kernels). Outside the engine the model
 computes exactly as before, so the user's other calls, and any library sharing the model
 object, are unaffected.
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -39,13 +50,15 @@ from torch import nn
 
 from dpfusion_chains.core.models import resolve_flag
 
-MAX_ROWS = 128  # above this the two layouts measured alike (prefill keeps the stock kernel)
+MAX_ROWS = 128  # weight-major: above this it measured like the stock kernel, which prefill keeps
 PACK_ROWS_HINT = 16  # oneDNN blocks the packed weight for this many rows; 1..64 rows measured alike
+PACK_MEMORY_SHARE = 0.25  # "auto" packs every layer while the copies take at most this share of memory
 WeightMajorSetting = bool | Literal["auto"]
+PackSetting = bool | Literal["auto"]
 
 logger = logging.getLogger(__name__)
 _state = threading.local()
-# output layer → ((weight address, version), packed weight or None if oneDNN refused it). Kept
+# packed layer → ((weight address, version), packed weight or None if oneDNN refused it). Kept
 # off the module so that copying, pickling or moving the model never meets a oneDNN tensor.
 _packed: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], torch.Tensor | None]] = \
     weakref.WeakKeyDictionary()
@@ -84,16 +97,16 @@ def wants_weight_major(setting: WeightMajorSetting, device: torch.device) -> boo
     return resolve_flag("weight_major", setting, torch.device(device).type == "cpu")
 
 
-class PackedOutputLinear(WeightMajorLinear):
-    """The output layer: inside `active()`, 1..MAX_ROWS rows go through oneDNN with the weight
-    packed once (see the module docstring); anything else as WeightMajorLinear."""
+class PackedLinear(WeightMajorLinear):
+    """Inside `active()`, any number of rows goes through oneDNN with the weight packed once (see
+    the module docstring); anything else as WeightMajorLinear."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling() or not getattr(_state, "on", False):
             return nn.Linear.forward(self, x)
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         packed = None
-        if 1 <= rows <= MAX_ROWS and x.dtype == self.weight.dtype \
+        if rows and x.dtype == self.weight.dtype \
                 and not (torch.is_grad_enabled() and self.weight.requires_grad):  # the packed op has no gradient
             packed = self._packed_weight()
         if packed is None:
@@ -115,24 +128,42 @@ class PackedOutputLinear(WeightMajorLinear):
         try:
             packed: torch.Tensor | None = _pack(self.weight.detach())
         except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
-            logger.info("oneDNN cannot pack the output layer (%s); it stays weight-major", type(exc).__name__)
+            logger.info("oneDNN cannot pack a %d×%d layer (%s); it stays weight-major", *self.weight.shape,
+                        type(exc).__name__)
             packed = None
         _packed[self] = (key, packed)
         return packed
 
 
-def install(model: Any) -> int:
-    """Swap the model's plain float32 CPU nn.Linear modules for WeightMajorLinear, its output
-    layer for PackedOutputLinear (same parameters, no copy); returns how many were swapped."""
-    output = _output_layer(model)
-    swapped = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if type(module) is nn.Linear and weight is not None and weight.device.type == "cpu" \
-                and weight.dtype == torch.float32:
-            module.__class__ = PackedOutputLinear if module is output and _onednn() else WeightMajorLinear
-            swapped += 1
-    return swapped
+def install(model: Any, pack: PackSetting = "auto") -> int:
+    """Swap the model's plain float32 CPU nn.Linear modules for WeightMajorLinear, or PackedLinear
+    for those `pack` says (True: all; False: none; "auto": all while their copies take at most
+    PACK_MEMORY_SHARE of the machine's memory, else the output layer alone). Same parameters, no
+    copy until a packed layer's first product; returns how many were swapped."""
+    layers = [m for m in model.modules() if type(m) is nn.Linear and getattr(m, "weight", None) is not None
+              and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32]
+    packed = _packed_layers(model, layers, pack) if _onednn() else set()
+    for layer in layers:
+        layer.__class__ = PackedLinear if layer in packed else WeightMajorLinear
+    return len(layers)
+
+
+def _packed_layers(model: Any, layers: list[nn.Module], pack: PackSetting) -> set[nn.Module]:
+    if pack != "auto":
+        return set(layers) if resolve_flag("packed_weights", pack, False) else set()
+    copies = sum(m.weight.numel() * m.weight.element_size() for m in layers)
+    memory = _physical_memory()
+    if memory is not None and copies <= PACK_MEMORY_SHARE * memory:
+        return set(layers)
+    return {_output_layer(model)} & set(layers)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has, None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
 
 
 def _output_layer(model: Any) -> Any:
@@ -150,5 +181,5 @@ def _pack(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
 
 
-__all__ = ["MAX_ROWS", "PACK_ROWS_HINT", "PackedOutputLinear", "WeightMajorLinear", "WeightMajorSetting", "active",
-           "install", "wants_weight_major"]
+__all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackSetting", "PackedLinear", "WeightMajorLinear",
+           "WeightMajorSetting", "active", "install", "wants_weight_major"]

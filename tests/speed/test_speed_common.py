@@ -16,14 +16,15 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_default_flags_give_the_engine_defaults_and_no_suffix():
     args = parse()
     assert speed_common.engine_flags(args) == {"prefix_cache_tokens": speed_common.PREFIX_CACHE_TOKENS,
-                                               "weight_major": "auto", "packed_prefill": True, "compile": "auto"}
+                                               "weight_major": "auto", "packed_weights": "auto",
+                                               "packed_prefill": True, "compile": "auto"}
     assert speed_common.flags_suffix(args) == ""
 
 
 def test_changed_flags_name_the_result():
-    args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0")
-    assert speed_common.engine_flags(args)["compile"] is False
-    assert speed_common.flags_suffix(args) == "_prefix0_unpacked_compile-off"
+    args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0", "--packed-weights", "off")
+    assert speed_common.engine_flags(args)["compile"] is False and speed_common.engine_flags(args)["packed_weights"] is False
+    assert speed_common.flags_suffix(args) == "_prefix0_packedweights-off_unpacked_compile-off"
 
 
 def test_results_from_a_gpu_are_filed_beside_the_cpus(tmp_path, monkeypatch):

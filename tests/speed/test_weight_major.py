@@ -1,6 +1,7 @@
-"""Weight-major few-row products: the same numbers as nn.Linear inside the engine, bit-identical
-stock behaviour outside it (other threads, other libraries sharing the model), only plain
-float32 CPU layers swapped, and nothing dynamo cannot trace."""
+"""Weight-major few-row products and packed oneDNN products: the same numbers as nn.Linear inside
+the engine, bit-identical stock behaviour outside it (other threads, other libraries sharing the
+model), only plain float32 CPU layers swapped, packed as the setting and the memory check say,
+and nothing dynamo cannot trace."""
 
 import threading
 
@@ -18,7 +19,7 @@ def swapped(in_features=24, out_features=40, bias=True):
     layer = nn.Linear(in_features, out_features, bias=bias)
     reference = nn.Linear(in_features, out_features, bias=bias)
     reference.load_state_dict(layer.state_dict())
-    assert install(layer) == 1 and type(layer) is WeightMajorLinear
+    assert install(layer, pack=False) == 1 and type(layer) is WeightMajorLinear
     return layer, reference
 
 
@@ -68,7 +69,7 @@ def test_install_swaps_only_plain_float32_cpu_linears_once():
         pass
 
     model = nn.Sequential(nn.Linear(4, 4), Custom(4, 4), nn.Linear(4, 4).to(torch.bfloat16), nn.Embedding(5, 4))
-    assert install(model) == 1
+    assert install(model, pack=False) == 1
     assert [type(m).__name__ for m in model] == ["WeightMajorLinear", "Custom", "Linear", "Embedding"]
     assert install(model) == 0
 
@@ -91,11 +92,20 @@ def test_the_setting_resolves_per_device_and_refuses_other_values():
 
 def test_the_engine_swaps_on_cpu_and_keeps_its_tokens():
     on, off = tiny_engine(seed=4), tiny_engine(seed=4, weight_major=False)
-    assert any(type(m) is WeightMajorLinear for m in on.model.modules())
-    assert type(on.model.get_output_embeddings()) is matmul.PackedOutputLinear
-    assert not any(type(m) is WeightMajorLinear for m in off.model.modules())
+    unpacked = tiny_engine(seed=4, packed_weights=False)
+    linears = [m for m in on.model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is matmul.PackedLinear for m in linears)  # a tiny model: every layer packed
+    assert any(type(m) is WeightMajorLinear for m in unpacked.model.modules())
+    assert not any(isinstance(m, WeightMajorLinear) for m in off.model.modules())
+    assert not any(isinstance(m, matmul.PackedLinear) for m in unpacked.model.modules())
     msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
-    assert on.generate(msgs, seed=1, max_new_tokens=8).text == off.generate(msgs, seed=1, max_new_tokens=8).text
+    texts = {e.generate(msgs, seed=1, max_new_tokens=8).text for e in (on, off, unpacked)}
+    assert len(texts) == 1
+
+
+def test_the_engine_refuses_an_unknown_packed_weights_setting_even_with_weight_major_off():
+    with pytest.raises(ValueError, match="packed_weights must be True, False or 'auto'"):
+        tiny_engine(weight_major=False, packed_weights="always")
 
 
 class TinyLM(nn.Module):
@@ -109,29 +119,51 @@ class TinyLM(nn.Module):
         return self.head
 
 
-def packed_model():
+def packed_model(pack=True):
     torch.manual_seed(0)
     model, reference = TinyLM(), TinyLM()
     reference.load_state_dict(model.state_dict())
-    assert install(model) == 2
+    assert install(model, pack=pack) == 2
     return model, reference
 
 
-def test_the_output_layer_is_packed_and_matches_nn_linear():
+def test_which_layers_are_packed(monkeypatch):
+    model, _ = packed_model(pack=True)
+    assert type(model.head) is matmul.PackedLinear and type(model.body) is matmul.PackedLinear
+    model, _ = packed_model(pack=False)
+    assert type(model.head) is WeightMajorLinear and type(model.body) is WeightMajorLinear
+    copies = sum(p.numel() * 4 for name, p in TinyLM().named_parameters() if name.endswith("weight"))
+    monkeypatch.setattr(matmul, "_physical_memory", lambda: int(copies / matmul.PACK_MEMORY_SHARE))
+    model, _ = packed_model(pack="auto")  # the copies fit the share exactly: every layer
+    assert type(model.body) is matmul.PackedLinear
+    for memory in (lambda: int(copies / matmul.PACK_MEMORY_SHARE) - 1, lambda: None):
+        monkeypatch.setattr(matmul, "_physical_memory", memory)
+        model, _ = packed_model(pack="auto")  # too little memory, or none known: the output layer alone
+        assert type(model.head) is matmul.PackedLinear and type(model.body) is WeightMajorLinear
+    with pytest.raises(ValueError, match="packed_weights must be True, False or 'auto'"):
+        install(TinyLM(), pack="yes")
+
+
+def test_physical_memory_is_read_off_this_machine():
+    memory = matmul._physical_memory()
+    assert memory is None or memory > 2**20
+
+
+def test_a_packed_layer_matches_nn_linear_for_any_number_of_rows():
     model, reference = packed_model()
-    assert type(model.head) is matmul.PackedOutputLinear and type(model.body) is WeightMajorLinear
-    for shape in [(1, 24), (2, 24), (16, 24), (3, 5, 24), (MAX_ROWS, 24)]:
+    for shape in [(1, 24), (2, 24), (16, 24), (3, 5, 24), (MAX_ROWS + 50, 24), (2, 700, 24)]:
         x = torch.randn(shape)
-        with torch.inference_mode():
-            assert torch.equal(model.head(x), reference.head(x))  # outside active(): the stock kernel
-            with active():
-                out = model.head(x)
-        assert out.shape == reference.head(x).shape and out.is_contiguous()
-        assert torch.allclose(out, reference.head(x), atol=1e-5)
+        for layer, stock in ((model.head, reference.head), (model.body, reference.body)):
+            with torch.inference_mode():
+                assert torch.equal(layer(x), stock(x))  # outside active(): the stock kernel
+                with active():
+                    out = layer(x)
+            assert out.shape == stock(x).shape and out.is_contiguous()
+            assert torch.allclose(out, stock(x), atol=1e-5)
     strided = torch.randn(5, 7, 24)[:, 3, :]  # the last position of each row, as logits_to_keep slices it
     with torch.inference_mode(), active():
         assert torch.allclose(model.head(strided), reference.head(strided), atol=1e-5)
-    assert matmul._packed[model.head][1] is not None  # the packed product ran
+    assert matmul._packed[model.head][1] is not None and matmul._packed[model.body][1] is not None  # packed ran
 
 
 def test_an_output_weight_changed_in_place_or_replaced_is_packed_again():
