@@ -104,31 +104,33 @@ class PackedLinear(WeightMajorLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling() or not getattr(_state, "on", False):
             return nn.Linear.forward(self, x)
-        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+        weight = self.weight  # read once: a module attribute lookup costs as much as the checks below
         packed = None
-        if rows and x.dtype == self.weight.dtype \
-                and not (torch.is_grad_enabled() and self.weight.requires_grad):  # the packed op has no gradient
-            packed = self._packed_weight()
+        if x.numel() and x.dtype == weight.dtype \
+                and not (torch.is_grad_enabled() and weight.requires_grad):  # the packed op has no gradient
+            packed = self._packed_weight(weight)
         if packed is None:
             return super().forward(x)
-        out = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, x.shape[-1]), packed, self.bias, "none", [], "")
+        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, self.bias, "none", [], "")
         return out.view(*x.shape[:-1], self.out_features)
 
-    def _packed_weight(self) -> torch.Tensor | None:
-        """The packed weight, packed again when the weight was replaced or changed in place
+    def _packed_weight(self, weight: torch.Tensor) -> torch.Tensor | None:
+        """`weight` (this layer's) packed, packed again when it was replaced or changed in place
         (its address or version counter moved); None where oneDNN cannot pack it: a weight moved
         off the CPU after `install`, or made under inference mode, which keeps no version counter
         to tell a change by."""
-        if self.weight.device.type != "cpu" or self.weight.is_inference():
+        if weight.is_inference():
             return None
-        key = (self.weight.data_ptr(), self.weight._version)
+        key = (weight.data_ptr(), weight._version)
         cached = _packed.get(self)
         if cached is not None and cached[0] == key:
             return cached[1]
+        if weight.device.type != "cpu":
+            return None
         try:
-            packed: torch.Tensor | None = _pack(self.weight.detach())
+            packed: torch.Tensor | None = _pack(weight.detach())
         except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
-            logger.info("oneDNN cannot pack a %d×%d layer (%s); it stays weight-major", *self.weight.shape,
+            logger.info("oneDNN cannot pack a %d×%d layer (%s); it stays weight-major", *weight.shape,
                         type(exc).__name__)
             packed = None
         _packed[self] = (key, packed)
