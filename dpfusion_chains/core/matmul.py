@@ -30,7 +30,7 @@ a small model) alone.
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
 `WeightMajorLinear`, or `PackedLinear` for the packed ones; their forward is the stock one
 except inside `active()` (the engine's own eager forwards, in this thread), with few rows
-and not under torch.compile (inductor picks its own kernels). Outside the engine the model
+(any number for a packed layer) and not under torch.compile (inductor picks its own kernels). Outside the engine the model
 computes exactly as before, so the user's other calls, and any library sharing the model
 object, are unaffected.
 """
@@ -53,6 +53,8 @@ from dpfusion_chains.core.models import resolve_flag
 MAX_ROWS = 128  # weight-major: above this it measured like the stock kernel, which prefill keeps
 PACK_ROWS_HINT = 16  # oneDNN blocks the packed weight for this many rows; 1..64 rows measured alike
 PACK_MEMORY_SHARE = 0.25  # "auto" packs every layer while the copies take at most this share of memory
+# A container's memory limit (cgroup v2, then v1): the machine's memory counts only where it is lower.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 WeightMajorSetting = bool | Literal["auto"]
 PackSetting = bool | Literal["auto"]
 
@@ -161,11 +163,21 @@ def _packed_layers(model: Any, layers: list[nn.Module], pack: PackSetting) -> se
 
 
 def _physical_memory() -> int | None:
-    """Bytes of memory this machine has, None where the OS does not say."""
+    """Bytes of memory this process may use: the machine's, or its container's limit where
+    lower (cgroup v2 or v1); None where the OS does not say."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
         return None
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:  # not in such a cgroup
+            continue
+        if text.isdigit():  # v2 writes "max" when unlimited
+            limits.append(int(text))
+    return min(limits)
 
 
 def _output_layer(model: Any) -> Any:

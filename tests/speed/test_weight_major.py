@@ -144,9 +144,19 @@ def test_which_layers_are_packed(monkeypatch):
         install(TinyLM(), pack="yes")
 
 
-def test_physical_memory_is_read_off_this_machine():
+def test_physical_memory_is_read_off_this_machine_and_a_lower_container_limit_wins(tmp_path, monkeypatch):
     memory = matmul._physical_memory()
     assert memory is None or memory > 2**20
+    if memory is None:
+        return
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    monkeypatch.setattr(matmul, "CGROUP_MEMORY_LIMITS", (str(v2), str(v1)))
+    v2.write_text("max\n")  # unlimited: the machine's memory
+    assert matmul._physical_memory() == memory
+    v1.write_text(f"{2**30}\n")
+    assert matmul._physical_memory() == 2**30
+    v2.write_text(f"{memory * 2}\n")  # a limit above the machine's memory does not raise it
+    assert matmul._physical_memory() == 2**30
 
 
 def test_a_packed_layer_matches_nn_linear_for_any_number_of_rows():
