@@ -11,7 +11,11 @@ forwards, and the rest, the decode steps):
   threads     — eight threads each calling engine.generate at once (the in-process scheduler
                 packs them into one loop, as concurrent `ainvoke` calls are);
   unpacked    — the batch again with packed prefill off for its duration (core.packing): each
-                suffix its own forward, to show what packing the prefills together gains.
+                suffix its own forward, to show what packing the prefills together gains;
+  seq out-pk, batch out-pk — sequential and batch again with only the output layer packed, the
+                other layers weight-major (core.matmul; the engine before `packed_weights` packed
+                every layer), to show what packing them gains on each side. Only where every
+                layer is packed.
 Goal on CPU: batched throughput ≥ 3× sequential. With --staggered, request i samples
 tokens·(i+1)/requests tokens, so requests leave the batch one by one as answers of different
 lengths do (the time spent on leaving is printed).
@@ -30,7 +34,8 @@ from typing import Any
 
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
-                                     load_engine, peak_memory_mb, request_prompts, save, timed)
+                                     load_engine, output_layer_packed_only, packed_body_layers, peak_memory_mb,
+                                     request_prompts, save, timed)
 from dpfusion_chains.core import packing
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -70,9 +75,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             packing.install(engine.model)
 
+    def output_packed(way: Any) -> Any:
+        def run() -> list[Any]:
+            with output_layer_packed_only(engine):
+                return way()
+        return run
+
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
+    if packed_body_layers(engine):
+        ways["seq out-pk"] = output_packed(sequential)
+        ways["batch out-pk"] = output_packed(batched)
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers(engine.device) as timers:
@@ -87,13 +101,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × "
           f"{f'{lengths[0]}…{tokens} (staggered)' if args.staggered else tokens} tokens, best of {args.repeats}; "
           f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}, "
-          f"packed prefill {args.packed_prefill}; "
+          f"packed weights {args.packed_weights}, packed prefill {args.packed_prefill}; "
           f"load average {load_average()}")
     rows = table(best, floors, sum(lengths))
+    if "seq out-pk" in best:
+        seq, batch, seq_out, batch_out = (best[w][0] for w in ("sequential", "batch", "seq out-pk", "batch out-pk"))
+        print(f"packing every layer: sequential {seq_out / seq:.2f}× and batch {batch_out / batch:.2f}× faster than "
+              f"with the output layer alone packed, where batch ÷ sequential is {seq_out / batch_out:.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "lengths": lengths,
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
-              "packed_prefill": args.packed_prefill,
+              "packed_weights": args.packed_weights, "packed_prefill": args.packed_prefill,
               "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
               **peak_memory_mb(engine.device)}
     save("batch_bench" + ("" if n == 8 else f"_{n}requests") + ("" if tokens == 24 else f"_{tokens}tokens")
@@ -104,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def table(best: dict[str, tuple[float, float, float]], floors: dict[str, Any], total: int) -> list[dict[str, Any]]:
     """Print each way's (seconds, prefill, leaving) beside its floor; the result rows."""
     seq, seq_prefill, _ = best["sequential"]
-    print(f"{'way':>11} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'leaving s':>10} "
+    print(f"{'way':>12} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'leaving s':>10} "
           f"{'decode s':>9} {'decode × seq.':>14} {'floor s':>8} {'÷ floor':>8}")
     rows = []
     for name, (elapsed, prefill, leaving) in best.items():
@@ -113,7 +131,7 @@ def table(best: dict[str, tuple[float, float, float]], floors: dict[str, Any], t
                "prefill_s": prefill, "leaving_s": leaving, "decode_s": decode,
                "decode_speedup": (seq - seq_prefill) / decode, **floors["ways"][name]}
         rows.append(row)
-        print(f"{name:>11} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
+        print(f"{name:>12} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
               f"{leaving:>10.2f} {decode:>9.2f} {row['decode_speedup']:>13.2f}× {row['floor_s']:>8.2f} "
               f"{elapsed / row['floor_s']:>7.2f}×")
     batch_floor, seq_floor = floors["ways"]["batch"]["floor_s"], floors["ways"]["sequential"]["floor_s"]

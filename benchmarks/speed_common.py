@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
+from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 
@@ -125,6 +127,26 @@ def flags_suffix(args: argparse.Namespace) -> str:
     parts += [] if args.packed_prefill == "on" else ["unpacked"]
     parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
     return "".join("_" + p for p in parts)
+
+
+def packed_body_layers(engine: Any) -> list[Any]:
+    """The engine's packed layers other than its output layer (empty unless every layer is packed)."""
+    output = engine.model.get_output_embeddings()
+    return [m for m in engine.model.modules() if type(m) is PackedLinear and m is not output]
+
+
+@contextlib.contextmanager
+def output_layer_packed_only(engine: Any) -> Iterator[None]:
+    """For the duration, the engine's packed layers other than its output layer compute
+    weight-major: the engine before `packed_weights` packed every layer, to measure it side by side."""
+    layers = packed_body_layers(engine)
+    for layer in layers:
+        layer.__class__ = WeightMajorLinear
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__class__ = PackedLinear
 
 
 def cold(engine: Any) -> None:

@@ -53,3 +53,20 @@ def test_stage_timers_time_the_lambda_search_eager_or_compiled_and_restore_every
         assert timers.mixing == 0
     assert (decode.search_lambda, decode.mix_rows, CompiledSearch.__call__, decode.DecodeBatch.prefill) == before
     assert decode.search_lambda is fusion.search_lambda
+
+
+def test_output_layer_packed_only_unpacks_the_other_layers_for_its_duration():
+    from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
+    from dpfusion_chains.testing import tiny_engine
+
+    engine = tiny_engine(seed=2)
+    body = speed_common.packed_body_layers(engine)
+    assert body and all(type(m) is PackedLinear for m in body)
+    msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
+    packed = engine.generate(msgs, seed=1, max_new_tokens=6).text
+    with speed_common.output_layer_packed_only(engine):
+        assert all(type(m) is WeightMajorLinear for m in body)
+        assert type(engine.model.get_output_embeddings()) is PackedLinear
+        assert engine.generate(msgs, seed=1, max_new_tokens=6).text == packed
+    assert all(type(m) is PackedLinear for m in body)
+    assert speed_common.packed_body_layers(tiny_engine(seed=2, packed_weights=False)) == []
