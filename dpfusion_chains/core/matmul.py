@@ -29,10 +29,10 @@ a small model) alone.
 
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
 `WeightMajorLinear`, or `PackedLinear` for the packed ones; their forward is the stock one
-except inside `active()` (the engine's own eager forwards, in this thread), with few rows
-(any number for a packed layer) and not under torch.compile (inductor picks its own kernels). Outside the engine the model
-computes exactly as before, so the user's other calls, and any library sharing the model
-object, are unaffected.
+except inside `active()` (the engine's own eager forwards, in this thread), with few rows (any
+number for a packed layer) and not under torch.compile (inductor picks its own kernels).
+Outside the engine the model computes exactly as before, so the user's other calls, and any
+library sharing the model object, are unaffected.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ def test_default_flags_give_the_engine_defaults_and_no_suffix():
 
 
 def test_changed_flags_name_the_result():
-    args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0", "--packed-weights", "off")
-    assert speed_common.engine_flags(args)["compile"] is False and speed_common.engine_flags(args)["packed_weights"] is False
+    args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0",
+                 "--packed-weights", "off")
+    flags = speed_common.engine_flags(args)
+    assert flags["compile"] is False and flags["packed_weights"] is False
     assert speed_common.flags_suffix(args) == "_prefix0_packedweights-off_unpacked_compile-off"
 
 
