@@ -13,13 +13,14 @@ from collections.abc import Sequence
 import torch
 
 NEG_INF = float("-inf")
-# λ search: exact on the top HEAD_TOKENS tokens, a convex (chord) bound on the rest. The first
-# round tries 0 and GRID_POINTS−1 geometrically spaced values in [LAMBDA_MIN, 1] (steps of ~31 %);
-# each later round splits the bracket found into GRID_POINTS uniform points, so two rounds find
-# λ to within ~0.5 % of itself, from below (a λ* under LAMBDA_MIN gives λ = 0).
-HEAD_TOKENS = 256
+# λ search: exact on the HEAD_TOKENS tokens with the largest terms, a convex bound on the rest.
+# A first grid, 0 and GRID_POINTS−1 geometric values in [LAMBDA_MIN, 1] (steps of ~31 %), finds an
+# anchor A just above λ*; the rest is summed exactly there, and a second grid of GRID_POINTS
+# uniform values in [0, A] finds λ to within A/63 from below (see search_lambda). The second grid
+# also holds A/2, A/4, … A/2^HALVINGS, so that an anchor far above λ* still leaves λ within 2×.
+HEAD_TOKENS = 128
 GRID_POINTS = 64
-GRID_ROUNDS = 2
+HALVINGS = 12
 LAMBDA_MIN = 2.0**-24
 # float32 sums carry ~1e-6 relative error on D; the search enforces a slightly tighter bound so
 # that the float64 value of the chosen mixture still meets b (tested).
@@ -63,6 +64,27 @@ def enforced_bound(bound: torch.Tensor) -> torch.Tensor:
     return bound * (1.0 - REL_TOLERANCE) - ABS_TOLERANCE
 
 
+_grid_cache: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _grids(grid: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The search's two grids: the first one's points (0, then grid−1 geometric values in
+    [LAMBDA_MIN, 1]) and the second one's fractions of the anchor (0, 1/(grid−1), …, 1 and the
+    halvings), sorted. Built once per setting (a step would otherwise spend a dozen small ops on
+    them), inline under torch.compile, which traces them as constants."""
+    key = (grid, dtype, torch.device(device))
+    cached = None if torch.compiler.is_compiling() else _grid_cache.get(key)
+    if cached is not None:
+        return cached
+    geometric = torch.logspace(math.log2(LAMBDA_MIN), 0.0, grid - 1, base=2.0, dtype=dtype, device=device)
+    first = torch.cat([torch.zeros(1, dtype=dtype, device=device), geometric])
+    halvings = torch.exp2(-torch.arange(1, HALVINGS + 1, dtype=dtype, device=device))
+    fractions = torch.cat([torch.linspace(0.0, 1.0, grid, dtype=dtype, device=device), halvings]).sort().values
+    if not torch.compiler.is_compiling():
+        _grid_cache[key] = (first, fractions)
+    return first, fractions
+
+
 def search_lambda(
     logp_private: torch.Tensor,
     logp_public: torch.Tensor,
@@ -70,7 +92,6 @@ def search_lambda(
     order: float | torch.Tensor,
     head_tokens: int = HEAD_TOKENS,
     grid: int = GRID_POINTS,
-    rounds: int = GRID_ROUNDS,
     *,
     exact_divergence: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,61 +102,73 @@ def search_lambda(
     chosen λ (≥ the exact value, ≤ bound, 0 at λ = 0) and costs nothing extra;
     `exact_divergence=True` recomputes it exactly over the whole vocabulary.
 
-    Why it is sound and fast:
-    * Write r = p_g/p_pub; then m/q = 1 + λ(r−1) and the sums behind both directions are
-      F(λ) = Σ_i q_i·(1 + λ(r_i−1))^c with c = a (for D(m‖q)) or c = 1−a (for D(q‖m)).
-      Every term is convex in λ, so F is convex with its minimum F(0) = 1 at λ = 0: the
+    Why it is sound and close to exact:
+    * Write x = p_g/p_pub − 1; then m/q = 1 + λx and the sums behind both directions are
+      F_c(λ) = Σ_i q_i·(1 + λx_i)^c with c = a (for D(m‖q)) or c = 1−a (for D(q‖m)). Every
+      term is convex in λ (c(c−1) > 0), so F_c is convex with its minimum F_c(0) = 1: the
       feasible set is an interval [0, λ*] and λ = 0 is always feasible.
-    * The top `head_tokens` tokens (by their term at λ = 1) are summed exactly; each remaining
-      term lies below its chord, so the tail is bounded by (1−λ)·Q_tail + λ·S_tail with both
-      constants summed once, in probability space (a term that underflows is < 1e-45). The
-      bound is ≥ F, so any λ it admits is feasible (it may be slightly smaller than λ*).
+    * The `head_tokens` tokens with the largest terms at λ = 1 are summed exactly at every
+      grid point. For the rest (the tail), tangents at 0 give a lower bound of F, from which
+      the first grid takes an anchor A: the first geometric point that this lower bound rules
+      out (1 if none), an estimate of λ* from above. The tail is then summed exactly at A and
+      at 0 (one pass over the vocabulary), and on [0, A] each tail term lies below its chord:
+      tail_c(λ) ≤ (1 − λ/A)·tail_c(0) + (λ/A)·tail_c(A). The second grid looks in [0, A] only
+      and admits a λ only where head + chord ≤ the limit, so every λ it admits is feasible,
+      whatever A is (a poor anchor makes λ smaller, never unsafe). The tail masses behind the
+      tangents come from 1 − the head's masses: they only steer A.
+    * A chord over [0, A] instead of [0, 1] is what makes λ close to λ*. Over the 32 steps of a
+      four-group request to SmolLM2-135M, the chord over [0, 1] (256 head tokens) left λ at
+      39 % of λ* on average (a float64 bisection over the whole vocabulary), this search at
+      99 % (never under 95 %), and in less time.
     * Overflow reads as +inf and NaN (0·∞) fails every comparison: both can only reject a λ.
-    * The vocabulary is read in about a dozen vectorised passes; the grid works on [2, N, M, k].
+    * The vocabulary is read in about fifteen vectorised passes; the grids work on [2, N, M, k].
     """
     n, vocab = logp_private.shape
     device, dtype = logp_private.device, logp_private.dtype
     target = enforced_bound(torch.as_tensor(bound, dtype=dtype, device=device).expand(n))
     a = torch.as_tensor(order, dtype=dtype, device=device).expand(n)
     coef = torch.stack([a, 1.0 - a])                                               # [2, N]
-    log_ratio = logp_private - logp_public                                         # log r
-    # p_g > 0 where p_pub = 0 (r = +inf) makes D(m‖p_pub) infinite for every λ > 0: only λ = 0 is
-    # feasible. Tokens absent from both (NaN) contribute nothing; p_g = 0 (−inf) stays −inf.
-    blocked = torch.isposinf(log_ratio).any(dim=-1)
-    log_ratio = torch.nan_to_num(log_ratio, nan=0.0, posinf=0.0, neginf=NEG_INF)
-    sums = torch.empty((3, n, vocab), dtype=dtype, device=device)                 # q, q·r^a, q·r^(1−a)
-    torch.exp(logp_public, out=sums[0])
-    torch.addcmul(logp_public, coef[0, :, None], log_ratio, out=sums[1])
-    torch.addcmul(logp_public, coef[1, :, None], log_ratio, out=sums[2])
-    sums[1:].exp_()
-    k = min(head_tokens, vocab)
-    head = torch.topk(torch.maximum(sums[1], sums[2]), k, dim=-1, sorted=False).indices  # [N, k]
-    q_head = torch.gather(logp_public, -1, head)                                   # log q on the head
-    r_m1_head = torch.expm1(torch.gather(log_ratio, -1, head))                     # r − 1 ≥ −1, may be +inf
-    tails = sums.scatter_(-1, head.expand(3, n, k), 0.0).sum(dim=-1)               # Q_tail, S_tail(a), S_tail(1−a)
     log_limit = (a - 1.0) * target                                                 # D ≤ target ⇔ log F ≤ this
+    # log(p_g/q): tokens absent from both (NaN) contribute nothing, so 0; p_g = 0 stays −inf; and
+    # p_g > 0 where q = 0 (+inf) makes D(m‖q) infinite for every λ > 0: only λ = 0 is feasible.
+    log_ratio = (logp_private - logp_public).nan_to_num_(nan=0.0, posinf=math.inf, neginf=NEG_INF)
+    blocked = log_ratio.amax(dim=-1) == math.inf
+    k = min(head_tokens, vocab)
+    exponents = torch.empty((3, n, vocab), dtype=dtype, device=device)             # log of q, and of both terms
+    torch.addcmul(logp_public, coef[0, :, None], log_ratio, out=exponents[1])      # log(q·r^a) = log term at λ=1
+    torch.addcmul(logp_public, coef[1, :, None], log_ratio, out=exponents[2])
+    head = torch.topk(torch.maximum(exponents[1], exponents[2]), k, dim=-1, sorted=False).indices  # [N, k]
+    q_head = torch.gather(logp_public, -1, head)                                   # log q on the head
+    ratio_head = torch.gather(log_ratio, -1, head)
+    x_head = torch.expm1(ratio_head)                                               # x ≥ −1, may be +inf
 
-    def log_f(lam: torch.Tensor) -> torch.Tensor:                                  # λ [N, M] -> log F [2, N, M]
-        log_mq = torch.log1p(lam[:, :, None] * r_m1_head[:, None, :])              # [N, M, k]
-        terms = torch.addcmul(q_head[None, :, None, :], coef[:, :, None, None], log_mq[None]).exp_()
-        return (terms.sum(dim=-1) + (1.0 - lam) * tails[0, :, None] + lam * tails[1:, :, None]).log_()
+    def head_sums(lam: torch.Tensor) -> torch.Tensor:                              # λ [N, M] -> [2, N, M]
+        log_mq = torch.log1p(lam[:, :, None] * x_head[:, None, :])                 # [N, M, k]
+        return torch.addcmul(q_head[None, :, None, :], coef[:, :, None, None], log_mq[None]).exp_().sum(dim=-1)
 
-    lo = torch.zeros(n, dtype=dtype, device=device)
-    hi = torch.ones_like(lo)
-    geometric = torch.logspace(math.log2(LAMBDA_MIN), 0.0, grid - 1, base=2.0, dtype=dtype, device=device)
-    steps = torch.linspace(0.0, 1.0, grid, dtype=dtype, device=device)
-    for round_ in range(rounds):
-        if round_ == 0:
-            points = torch.cat([lo[:, None], geometric.expand(n, grid - 1)], dim=-1)
-        else:
-            points = lo[:, None] + (hi - lo)[:, None] * steps                      # points[:, 0] = lo (feasible)
-        worst = log_f(points).amax(dim=0)                                          # [N, M]
-        ok = worst <= log_limit[:, None]
-        ok[:, 0] = True
-        last = ok.to(torch.int32).cumprod(dim=-1).sum(dim=-1, keepdim=True) - 1    # largest feasible prefix index
-        lo = torch.gather(points, -1, last).squeeze(-1)
-        hi = torch.gather(points, -1, (last + 1).clamp_max(grid - 1)).squeeze(-1)
-    lam = lo.masked_fill(blocked, 0.0)
+    # First grid: the anchor, the first point where the lower bound head + tangents exceeds the limit.
+    first, fractions = _grids(grid, dtype, device)
+    points = first.expand(n, grid)
+    tail_masses = (1.0 - torch.stack([q_head, q_head + ratio_head]).exp_().sum(dim=-1)).clamp_min_(0.0)  # q, p_g
+    tangents = tail_masses[0, :, None] + points * (coef * (tail_masses[1] - tail_masses[0]))[:, :, None]  # [2, N, M]
+    ruled_out = (head_sums(points) + tangents).log_().amax(dim=0) > log_limit[:, None]
+    ruled_out[:, -1] = True                                                        # none: the anchor is 1
+    first_out = ruled_out.to(torch.int32).argmax(dim=-1, keepdim=True).clamp_min_(1)   # argmax: the first
+    anchor = torch.gather(points, -1, first_out)                                   # [N, 1], in [LAMBDA_MIN, 1]
+    # The tail at 0 and at the anchor, exactly: q, q·(1 + A·x)^a and q·(1 + A·x)^(1−a).
+    log_m = torch.expm1(log_ratio).mul_(anchor).log1p_()                           # log(1 + A·x)
+    exponents[0].copy_(logp_public)
+    torch.addcmul(logp_public, coef[0, :, None], log_m, out=exponents[1])
+    torch.addcmul(logp_public, coef[1, :, None], log_m, out=exponents[2])
+    tails = exponents.exp_().scatter_(-1, head.expand(3, n, k), 0.0).sum(dim=-1)  # [3, N]
+    # Second grid: fractions of A, head exact + the tail's chord over [0, A].
+    points = anchor * fractions
+    chords = tails[0, :, None] + fractions * (tails[1:, :, None] - tails[0, :, None])  # [2, N, M]
+    worst = (head_sums(points) + chords).log_().amax(dim=0)                        # [N, M]
+    ok = worst <= log_limit[:, None]
+    ok[:, 0] = True
+    last = ok.to(torch.int32).cumprod(dim=-1).sum(dim=-1, keepdim=True) - 1        # largest feasible prefix index
+    lam = torch.gather(points, -1, last).squeeze(-1).masked_fill(blocked, 0.0)
     if exact_divergence:
         div = symmetric_renyi(mixture_logprobs(lam, logp_private, logp_public), logp_public, order)
     else:
