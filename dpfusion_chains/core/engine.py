@@ -143,10 +143,16 @@ class DPFusionEngine:
     def generate(self, messages: Messages, *, budget: Any = None, call_id: str | None = None,
                  detector: str | Detector | None = None, **settings: Any) -> GenerationResult:
         """Generate with DP-Fusion. See GenerationSettings for the privacy and decoding settings."""
-        for chunk in self.stream(messages, budget=budget, call_id=call_id, detector=detector, **settings):
-            if chunk.result is not None:
-                return chunk.result
-        raise RuntimeError("generation ended without a result")  # unreachable: stream always ends with one
+        prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget, call_id)
+        with ExitStack() as stack:
+            if prepared.reservation is not None:
+                stack.enter_context(prepared.reservation)
+            (ticket,) = self._scheduler.run([prepared.request])  # decoded on this thread when the engine is idle
+            try:
+                ticket.wait()
+            finally:
+                ticket.cancel()  # no-op once finished
+            return self._finish(prepared)
 
     def stream(self, messages: Messages, *, budget: Any = None, call_id: str | None = None,
                detector: str | Detector | None = None, **settings: Any) -> Iterator[StreamChunk]:
@@ -194,7 +200,7 @@ class DPFusionEngine:
                             logger.warning("call %s stays charged in full: %s", p.call_id, exc)
                 raise
             if prepared:
-                tickets = self._scheduler.submit([p.request for p in prepared])
+                tickets = self._scheduler.run([p.request for p in prepared])
                 try:
                     for ticket in tickets:
                         ticket.wait()

@@ -1,12 +1,22 @@
 """In-process request packer: concurrent calls share one decode loop.
 
 Callers (threads of a pool, asyncio tasks through run_in_executor, the engine's generate /
-stream / generate_batch) submit DecodeRequests and read their text from a Ticket. One worker
-thread owns the model and the running DecodeBatch; at every step boundary it admits the
-requests that arrived meanwhile (prefilled together, then merged into the batch) and drops the
-cancelled ones, so a request never waits for another to finish. Every request keeps its own
+stream / generate_batch) hand DecodeRequests over and read their text from a Ticket. One thread
+at a time drives the loop: it owns the running DecodeBatch and, at every step boundary, admits
+the requests that arrived meanwhile (prefilled together, then merged into the batch) and drops
+the cancelled ones, so a request never waits for another to finish. Every request keeps its own
 generator, settings and stop rules, and mixing never crosses requests, so its tokens are the
 ones it would get alone (up to float noise from batched matrix shapes).
+
+A blocking call (`run`: generate, generate_batch) made while no loop runs drives the loop on
+its own thread until its requests are done, then hands whatever else joined meanwhile to a
+worker thread; streams (`submit`) and later calls are decoded by the running loop, or by a
+worker started for them. Why the caller's thread: torch's OpenMP runtime (libgomp) keeps a pool
+of threads per thread that has run a parallel op, and once the pools hold more threads than
+there are cores, their threads sleep at every barrier instead of spinning, so each parallel op
+pays for waking them. On a 2-core CPU, after one `model.generate` on the main thread, a decode
+step of SmolLM2-135M on a separate worker took 37.5 ms against 25.5 ms on the main thread
+(benchmarks/engine_bench.py runs plain `generate` beside the engine, as applications do).
 
 The worker starts on demand and exits when there is nothing to do, so an idle engine holds no
 thread. With a model whose cache cannot be merged (sliding-window or linear-attention layers),
@@ -17,7 +27,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -31,7 +41,7 @@ _DONE = object()
 
 
 class Ticket:
-    """One submitted request: iterate for its text; the iteration raises the request's error."""
+    """One queued request: iterate for its text; the iteration raises the request's error."""
 
     def __init__(self, request: DecodeRequest) -> None:
         self.request = request
@@ -84,30 +94,55 @@ class DecodeScheduler:
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
         self._cond = threading.Condition()
         self._pending: list[Ticket] = []
+        self._driving = False             # a loop runs (on a caller's thread or the worker)
         self._worker: threading.Thread | None = None
+        self._batch: DecodeBatch | None = None   # the loop's state, owned by the thread driving it
+        self._tickets: list[Ticket] = []
         self.loops = 0                    # statistics, for tests and benchmarks
         self.peak_requests = 0
 
     def submit(self, requests: list[DecodeRequest]) -> list[Ticket]:
-        """Queue requests (admitted together at the next step boundary); returns their tickets."""
+        """Queue requests (admitted together at the next step boundary of the running loop, or of
+        a worker started for them); returns their tickets."""
+        tickets = self._queue(requests)
+        with self._cond:
+            if not self._driving:
+                self._start_worker()
+        return tickets
+
+    def run(self, requests: list[DecodeRequest]) -> list[Ticket]:
+        """Queue requests for a caller that blocks until they are done; returns their tickets. If
+        no loop runs, this thread drives one until these requests are finished (the running loop
+        or a worker decodes what joins meanwhile)."""
+        tickets = self._queue(requests)
+        with self._cond:
+            drive = not self._driving
+            self._driving = True
+        if drive:
+            self._drive(until=lambda: all(t.done for t in tickets))
+        return tickets
+
+    def _queue(self, requests: list[DecodeRequest]) -> list[Ticket]:
         tickets = [Ticket(r) for r in requests]
         with self._cond:
             self._pending.extend(tickets)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="dpfusion-decode", daemon=True)
-                self._worker.start()
-            self._cond.notify()
         return tickets
 
+    def _start_worker(self) -> None:
+        """Under the lock: a worker thread takes the loop over."""
+        self._driving = True
+        self._worker = threading.Thread(target=self._drive, name="dpfusion-decode", daemon=True)
+        self._worker.start()
+
     def _admit(self, batch: DecodeBatch) -> list[Ticket] | None:
-        """Take what fits from the pending queue; None tells the worker to exit."""
+        """Take what fits from the pending queue; None tells the driving thread to stop."""
         with self._cond:
             for ticket in self._pending:
                 if ticket.cancelled:
                     ticket._finish(None)
             self._pending = [t for t in self._pending if not t.cancelled]
             if not self._pending and not batch.requests:
-                self._worker = None
+                self._driving, self._worker, self._batch = False, None, None
                 return None
             if not batch.can_merge():
                 return []
@@ -117,6 +152,15 @@ class DecodeScheduler:
                 rows += len(ticket.request.rows)
                 taken.append(ticket)
             return taken
+
+    def _hand_over(self) -> bool:
+        """A caller's requests are done: the worker takes what is left; False if nothing is."""
+        with self._cond:
+            if self._pending or (self._batch is not None and self._batch.requests):
+                self._start_worker()
+                return True
+            self._driving, self._batch = False, None
+            return False
 
     def _new_batch(self) -> DecodeBatch:
         return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes)
@@ -141,12 +185,18 @@ class DecodeScheduler:
                 ticket._finish(exc)
         return joining
 
-    def _run(self) -> None:
-        tickets: list[Ticket] = []
+    def _drive(self, until: Callable[[], bool] | None = None) -> None:
+        """Run the loop on this thread: the worker until nothing is left, a caller until `until()`
+        holds (its requests are done), after which the worker takes the rest over."""
         try:
             with torch.inference_mode():
-                batch = self._new_batch()
+                if self._batch is None:
+                    self._batch, self._tickets = self._new_batch(), []
                 while True:
+                    if until is not None and until():
+                        self._hand_over()
+                        return
+                    batch = self._batch
                     arrived = self._admit(batch)
                     if arrived is None:
                         return
@@ -156,37 +206,37 @@ class DecodeScheduler:
                     try:
                         batch.join([(t.request, p) for t, p in joining])
                     except Exception as exc:  # a merge failed half-way: the batch's state is unknown
-                        for ticket in tickets + [t for t, _ in joining]:
+                        for ticket in self._tickets + [t for t, _ in joining]:
                             ticket._finish(exc)
-                        tickets, batch = [], self._new_batch()
+                        self._batch, self._tickets = self._new_batch(), []
                         continue
-                    tickets += [t for t, _ in joining]
-                    self.peak_requests = max(self.peak_requests, len(tickets))
-                    gone = {i for i, t in enumerate(tickets) if t.cancelled}
+                    self._tickets += [t for t, _ in joining]
+                    self.peak_requests = max(self.peak_requests, len(self._tickets))
+                    gone = {i for i, t in enumerate(self._tickets) if t.cancelled}
                     if gone:
                         for i in gone:
-                            tickets[i]._finish(None)
+                            self._tickets[i]._finish(None)
                         batch.remove(gone)
-                        tickets = _in_batch_order(tickets, batch)
+                        self._tickets = _in_batch_order(self._tickets, batch)
                     if not batch.requests:
                         continue
                     try:
                         events = batch.step()
                     except Exception as exc:  # the whole batch is in an unknown state: fail its requests
-                        for ticket in tickets:
+                        for ticket in self._tickets:
                             ticket._finish(exc)
-                        tickets = []
-                        batch = self._new_batch()
+                        self._batch, self._tickets = self._new_batch(), []
                         continue
                     for pos, text, done, error in events:
                         if text:
-                            tickets[pos]._put(text)
+                            self._tickets[pos]._put(text)
                         if done:
-                            tickets[pos]._finish(error)
-                    tickets = _in_batch_order(tickets, batch)  # finished requests have left
-        except BaseException as exc:  # never leave a caller waiting on a dead worker
+                            self._tickets[pos]._finish(error)
+                    self._tickets = _in_batch_order(self._tickets, batch)  # finished requests have left
+        except BaseException as exc:  # never leave a caller waiting on a dead loop
             with self._cond:
-                stranded, self._pending, self._worker = tickets + self._pending, [], None
+                stranded, self._pending = self._tickets + self._pending, []
+                self._driving, self._worker, self._batch, self._tickets = False, None, None, []
             for ticket in stranded:
                 ticket._finish(exc)
             raise

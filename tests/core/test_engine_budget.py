@@ -45,6 +45,7 @@ def test_exhausted_raise_happens_before_any_token(engine, monkeypatch):
         raise AssertionError("decoding started although the budget was exhausted")
 
     monkeypatch.setattr(engine_module.DecodeScheduler, "submit", no_decoding)
+    monkeypatch.setattr(engine_module.DecodeScheduler, "run", no_decoding)
     with pytest.raises(BudgetExhaustedError) as err:
         engine.generate(two_records(), beta=BETA, max_new_tokens=8, budget=budget)
     assert "A" in err.value.units

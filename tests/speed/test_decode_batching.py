@@ -335,3 +335,64 @@ def test_the_scheduler_follows_the_reordered_batch(engine):
                 for m, s, n in calls]
     tickets = engine._scheduler.submit(requests)
     assert ["".join(ticket) for ticket in tickets] == alone == [r.text for r in requests]
+
+
+def _prepared(engine, messages, n, seed):
+    return engine._prepare(messages, make_settings(beta=0.05, max_new_tokens=n, seed=seed), None, None, None).request
+
+
+def test_a_blocking_call_on_an_idle_engine_decodes_on_its_own_thread(engine, monkeypatch):
+    """No worker: the caller's thread runs the loop (one OpenMP thread pool, see core.scheduler)."""
+    threads = set()
+    real = DecodeBatch.step
+
+    def step(self):
+        threads.add(threading.current_thread().name)
+        return real(self)
+
+    monkeypatch.setattr(DecodeBatch, "step", step)
+    alone = engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=4, seed=3)
+    batch = engine.generate_batch([ask("Jane Roe"), ask("Bob", "u2")], beta=0.05, max_new_tokens=4, seed=3)
+    assert threads == {threading.current_thread().name}
+    assert engine._scheduler._worker is None and not engine._scheduler._driving
+    assert batch[0].token_ids == alone.token_ids
+
+
+def test_requests_that_join_a_callers_loop_finish_on_the_worker(engine, monkeypatch):
+    """A stream submitted while a blocking call drives the loop joins it, and goes on, on a worker,
+    once the caller's own request is done; its text is the one it gets alone."""
+    long_alone = engine.generate(ask("Bob Stone", "u2"), beta=0.05, max_new_tokens=12, seed=8).text
+    late = _prepared(engine, ask("Bob Stone", "u2"), 12, 8)
+    threads: dict[int, set[str]] = {}
+    real = DecodeBatch.step
+
+    def step(self):
+        if not threads:  # the caller's first step: a stream arrives from elsewhere
+            tickets.extend(engine._scheduler.submit([late]))
+        for req in self.requests:
+            threads.setdefault(id(req), set()).add(threading.current_thread().name)
+        return real(self)
+
+    tickets: list = []
+    monkeypatch.setattr(DecodeBatch, "step", step)
+    short = engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1)
+    assert short.tokens == 3
+    (ticket,) = tickets
+    assert "".join(ticket) == long_alone
+    assert threads[id(late)] == {threading.current_thread().name, "dpfusion-decode"}
+    worker = engine._scheduler._worker
+    if worker is not None:
+        worker.join(timeout=60)
+    assert not engine._scheduler._driving
+
+
+def test_a_failure_in_a_callers_loop_reaches_the_caller_and_frees_the_loop(engine, monkeypatch):
+    def failing(self, reqs):
+        raise MemoryError("no room for this request")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DecodeBatch, "prefill", failing)
+        with pytest.raises(MemoryError, match="no room"):
+            engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1)
+    assert not engine._scheduler._driving
+    assert engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1).tokens == 3
