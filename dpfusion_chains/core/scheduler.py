@@ -34,6 +34,7 @@ import torch
 
 from dpfusion_chains.core.compiled import CompiledForward
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.omp_pool import release_thread_pool
 from dpfusion_chains.core.prefill import Prefilled
 from dpfusion_chains.core.prefix_cache import PrefixCache
 
@@ -119,7 +120,10 @@ class DecodeScheduler:
             drive = not self._driving
             self._driving = True
         if drive:
-            self._drive(until=lambda: all(t.done for t in tickets))
+            try:
+                self._drive(until=lambda: all(t.done for t in tickets))
+            finally:
+                release_thread_pool()  # its OpenMP threads would slow the next driver (core.omp_pool)
         return tickets
 
     def _queue(self, requests: list[DecodeRequest]) -> list[Ticket]:
