@@ -16,7 +16,9 @@ of threads per thread that has run a parallel op, and once the pools hold more t
 there are cores, their threads sleep at every barrier instead of spinning, so each parallel op
 pays for waking them. On a 2-core CPU, after one `model.generate` on the main thread, a decode
 step of SmolLM2-135M on a separate worker took 37.5 ms against 25.5 ms on the main thread
-(benchmarks/engine_bench.py runs plain `generate` beside the engine, as applications do).
+(benchmarks/engine_bench.py runs plain `generate` beside the engine, as applications do). When
+it stops driving, the caller's thread releases its pool (core.omp_pool), so that the next
+driver, on another thread, is not slowed by it either.
 
 The worker starts on demand and exits when there is nothing to do, so an idle engine holds no
 thread. With a model whose cache cannot be merged (sliding-window or linear-attention layers),
