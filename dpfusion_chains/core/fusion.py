@@ -99,7 +99,7 @@ def search_lambda(
 
     logp_private, logp_public: [N, V] log-probabilities; bound and order: scalars or [N].
     Returns (λ [N], D↔ [N]). By default D↔ is the certified upper bound the search checked at the
-    chosen λ (≥ the exact value, ≤ bound, 0 at λ = 0) and costs nothing extra;
+    chosen λ (≥ the exact value up to float32 rounding, ≤ bound, 0 at λ = 0) and costs nothing extra;
     `exact_divergence=True` recomputes it exactly over the whole vocabulary.
 
     Why it is sound and close to exact:
