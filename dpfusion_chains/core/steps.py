@@ -83,9 +83,15 @@ def audit_step(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.
                requests: list[DecodeRequest]) -> dict[int, Exception]:
     """White-box audit: recompute D↔_order(m_λ, p_pub) of the chosen mixtures in float64; a request
     whose mixture exceeds its bound fails before its token is sampled. Costs a host sync per step
-    (audit only). Returns the failures by request position."""
-    m64 = mixture_logprobs(lam.double(), logp_groups.double(), logp_public.double())
-    margins = (plan.bounds.double() - symmetric_renyi(m64, logp_public.double(), plan.orders.double())).tolist()
+    (audit only). Returns the failures by request position.
+
+    The float32 log-probabilities are renormalised in float64 first: float32 log_softmax leaves
+    Σp a few 1e-6 away from 1 (SmolLM2's vocabulary), which read as a divergence of that size
+    even at λ = 0, where m is p_pub itself, and failed requests with bounds under ~3e-6."""
+    lp_groups64 = torch.log_softmax(logp_groups.double(), dim=-1)
+    lp_public64 = torch.log_softmax(logp_public.double(), dim=-1)
+    m64 = mixture_logprobs(lam.double(), lp_groups64, lp_public64)
+    margins = (plan.bounds.double() - symmetric_renyi(m64, lp_public64, plan.orders.double())).tolist()
     failed: dict[int, Exception] = {}
     for i, s, e in plan.group_slices:
         req = requests[i]

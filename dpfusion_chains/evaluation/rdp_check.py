@@ -44,7 +44,7 @@ def mechanism_logprobs(engine: Any, rows: list[list[int]], prefix: list[int], b:
     for row in rows:
         ids = torch.tensor([row + prefix], dtype=torch.long, device=engine.device)
         logits = engine.model(input_ids=ids).logits[0, -1].float() / temperature
-        logps.append(torch.log_softmax(logits, dim=-1).double())
+        logps.append(torch.log_softmax(logits.double(), dim=-1))  # normalised in float64, not float32
     public, groups = logps[0], torch.stack(logps[1:])
     lam, _ = search_lambda(groups.float(), public.float().expand_as(groups), b, 2 * alpha)
     return fuse(mixture_logprobs(lam.double(), groups, public.expand_as(groups)))

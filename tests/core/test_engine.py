@@ -203,6 +203,16 @@ def test_audit_mode_rechecks_every_step_in_float64():
     assert r.audit_margin is not None and r.audit_margin >= 0
 
 
+@pytest.mark.parametrize("beta", [1e-7, 1e-8])
+def test_audit_mode_passes_the_public_distribution_at_tiny_bounds(beta):
+    """Bounds under the search's float32 margin leave λ = 0, where the mixture is the public
+    distribution itself: its divergence is 0, whatever float32 did to Σp (renormalised in float64)."""
+    from dpfusion_chains.testing import tiny_engine
+
+    r = tiny_engine(seed=0, audit=True).generate(ask("Jane Roe"), beta=beta, max_new_tokens=6, seed=0)
+    assert r.tokens == 6 and r.audit_margin == pytest.approx(2 * beta, rel=1e-6)
+
+
 def test_audit_mode_fails_closed_on_a_violation(monkeypatch):
     import dpfusion_chains.core.decode as decode_module
     from dpfusion_chains.core.errors import PrivacyAuditError
