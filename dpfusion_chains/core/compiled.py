@@ -29,18 +29,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers.cache_utils import StaticCache
 
 from dpfusion_chains.core.fusion import search_lambda
 from dpfusion_chains.core.kvcache import ReservedCache
-from dpfusion_chains.core.models import SWITCH_FLAGS, resolve_flag
+from dpfusion_chains.core.models import SWITCH_FLAGS, SwitchSetting, resolve_flag
 
 logger = logging.getLogger(__name__)
 
-CompileSetting = bool | Literal["auto"]
+CompileSetting = SwitchSetting
 COMPILE_FLAGS: dict[str, CompileSetting] = SWITCH_FLAGS  # `--compile auto|on|off` (serve, benchmarks)
 CAPACITY_STEP = 256  # static capacities are multiples of this (fewer distinct graph shapes)
 CPU_MAX_ROWS = 8     # the CPU-tuned graph runs batches of at most this many rows (see CompiledForward)

@@ -43,20 +43,20 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from dpfusion_chains.core.models import resolve_flag
+from dpfusion_chains.core.models import SwitchSetting, resolve_flag
 
 MAX_ROWS = 128  # weight-major: above this it measured like the stock kernel, which prefill keeps
 PACK_ROWS_HINT = 16  # oneDNN blocks the packed weight for this many rows; 1..64 rows measured alike
 PACK_MEMORY_SHARE = 0.25  # "auto" packs every layer while the copies take at most this share of memory
 # A container's memory limit (cgroup v2, then v1): the machine's memory counts only where it is lower.
 CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
-WeightMajorSetting = bool | Literal["auto"]
-PackSetting = bool | Literal["auto"]
+WeightMajorSetting = SwitchSetting
+PackSetting = SwitchSetting
 
 logger = logging.getLogger(__name__)
 _state = threading.local()

@@ -49,8 +49,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+SwitchSetting = bool | Literal["auto"]  # an engine switch: on, off, or decided from the device
 # The command-line spelling of an engine switch (`dpfusion serve --compile`, the benchmarks).
-SWITCH_FLAGS: dict[str, bool | Literal["auto"]] = {"auto": "auto", "on": True, "off": False}
+SWITCH_FLAGS: dict[str, SwitchSetting] = {"auto": "auto", "on": True, "off": False}
 
 
 def resolve_flag(name: str, setting: bool | str, auto: bool) -> bool:
