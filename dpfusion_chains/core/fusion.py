@@ -73,14 +73,15 @@ def _grids(grid: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.T
     halvings), sorted. Built once per setting (a step would otherwise spend a dozen small ops on
     them), inline under torch.compile, which traces them as constants."""
     key = (grid, dtype, torch.device(device))
-    cached = None if torch.compiler.is_compiling() else _grid_cache.get(key)
+    compiling = torch.compiler.is_compiling()
+    cached = None if compiling else _grid_cache.get(key)
     if cached is not None:
         return cached
     geometric = torch.logspace(math.log2(LAMBDA_MIN), 0.0, grid - 1, base=2.0, dtype=dtype, device=device)
     first = torch.cat([torch.zeros(1, dtype=dtype, device=device), geometric])
     halvings = torch.exp2(-torch.arange(1, HALVINGS + 1, dtype=dtype, device=device))
     fractions = torch.cat([torch.linspace(0.0, 1.0, grid, dtype=dtype, device=device), halvings]).sort().values
-    if not torch.compiler.is_compiling():
+    if not compiling:
         _grid_cache[key] = (first, fractions)
     return first, fractions
 

@@ -95,7 +95,7 @@ class DecodeScheduler:
         self.compiled = compiled          # optional compiled decode step, shared by every loop
         self.prefixes = prefixes          # optional public-view KV store, shared by every loop
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # guards _pending, _driving, _worker
         self._pending: list[Ticket] = []
         self._driving = False             # a loop runs (on a caller's thread or the worker)
         self._worker: threading.Thread | None = None
@@ -108,7 +108,7 @@ class DecodeScheduler:
         """Queue requests (admitted together at the next step boundary of the running loop, or of
         a worker started for them); returns their tickets."""
         tickets = self._queue(requests)
-        with self._cond:
+        with self._lock:
             if not self._driving:
                 self._start_worker()
         return tickets
@@ -118,7 +118,7 @@ class DecodeScheduler:
         no loop runs, this thread drives one until these requests are finished (the running loop
         or a worker decodes what joins meanwhile)."""
         tickets = self._queue(requests)
-        with self._cond:
+        with self._lock:
             drive = not self._driving
             self._driving = True
         if drive:
@@ -130,7 +130,7 @@ class DecodeScheduler:
 
     def _queue(self, requests: list[DecodeRequest]) -> list[Ticket]:
         tickets = [Ticket(r) for r in requests]
-        with self._cond:
+        with self._lock:
             self._pending.extend(tickets)
         return tickets
 
@@ -142,7 +142,7 @@ class DecodeScheduler:
 
     def _admit(self, batch: DecodeBatch) -> list[Ticket] | None:
         """Take what fits from the pending queue; None tells the driving thread to stop."""
-        with self._cond:
+        with self._lock:
             for ticket in self._pending:
                 if ticket.cancelled:
                     ticket._finish(None)
@@ -159,14 +159,13 @@ class DecodeScheduler:
                 taken.append(ticket)
             return taken
 
-    def _hand_over(self) -> bool:
-        """A caller's requests are done: the worker takes what is left; False if nothing is."""
-        with self._cond:
+    def _hand_over(self) -> None:
+        """A caller's requests are done: the worker takes what is left, if anything is."""
+        with self._lock:
             if self._pending or (self._batch is not None and self._batch.requests):
                 self._start_worker()
-                return True
-            self._driving, self._batch = False, None
-            return False
+            else:
+                self._driving, self._batch = False, None
 
     def _new_batch(self) -> DecodeBatch:
         return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes)
@@ -240,7 +239,7 @@ class DecodeScheduler:
                             self._tickets[pos]._finish(error)
                     self._tickets = _in_batch_order(self._tickets, batch)  # finished requests have left
         except BaseException as exc:  # never leave a caller waiting on a dead loop
-            with self._cond:
+            with self._lock:
                 stranded, self._pending = self._tickets + self._pending, []
                 self._driving, self._worker, self._batch, self._tickets = False, None, None, []
             for ticket in stranded:
