@@ -25,6 +25,7 @@ from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
+from dpfusion_chains.core.kvcache import assemble, new_cache
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows
@@ -112,6 +113,7 @@ class DecodeBatch:
         self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
         self.logits: torch.Tensor | None = None       # [B, V] next-token logits, not yet sampled
         self.plan: StepPlan | None = None
+        self.mergeable = new_cache(model) is not None  # requests join one another only in an assembled cache
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -132,17 +134,20 @@ class DecodeBatch:
                                     self.device, self.prefixes)
 
     def join(self, joining: list[tuple[DecodeRequest, Prefilled]]) -> None:
-        """Merge prefilled requests into the batch, all in one cache merge."""
+        """Merge prefilled requests into the batch: the running rows and every joining row
+        assembled into one new cache, in one copy each."""
         if not joining:
             return
         self._thaw()
         prefilled = [p for _, p in joining]
-        if not self.requests:  # the first one becomes the batch
-            first = prefilled.pop(0)
-            self.cache, self.mask, self.lead = first.cache, first.mask, first.lead
-            self.last_pos, self.logits = first.last_pos, first.logits
-        if prefilled:
-            self._merge(prefilled)
+        if any(p.segments is None for p in prefilled):  # a model whose cache cannot be assembled
+            if self.requests or len(prefilled) > 1:
+                raise RuntimeError("this model's cache cannot take new requests mid-loop")
+            only = prefilled[0]
+            self.cache, self.mask, self.lead = only.own_cache, only.mask, only.lead
+            self.last_pos, self.logits = only.last_pos, only.logits
+        else:
+            self._assemble(prefilled)
         requests = [req for req, _ in joining]
         self.requests.extend(requests)
         # padding exists when views differ in length or the merge padded a side (host-side facts)
@@ -150,21 +155,23 @@ class DecodeBatch:
         self.plan = None
 
     def can_merge(self) -> bool:
-        """Whether requests may join a running batch (needs the mergeable cache)."""
-        return not self.requests or hasattr(self.cache, "merge")
+        """Whether more than one request may be in the batch (needs an assembled cache)."""
+        return self.mergeable
 
-    def _merge(self, joining: list[Prefilled]) -> None:
-        """Append prefilled requests' rows after ours: one cache merge for all of them."""
-        if not all(hasattr(c, "merge") for c in [self.cache] + [p.cache for p in joining]):
-            raise RuntimeError("this model's cache cannot take new requests mid-loop")
-        masks = [self.mask] + [p.mask for p in joining]
-        leads = [self.lead] + [p.lead for p in joining]
+    def _assemble(self, joining: list[Prefilled]) -> None:
+        """Our rows, then the joining requests' rows, into one cache (core.kvcache.assemble),
+        shorter rows left-padded and masked; every cache keeps its positions, rotary phases
+        being in the keys already."""
+        rows = [[(self.cache, r, 0, self.cache.length)] for r in range(self.rows)] if self.requests else []
+        reserve = max([p.reserve for p in joining] + ([self.cache.layers[0].reserve] if self.requests else []))
+        masks = ([self.mask] if self.requests else []) + [p.mask for p in joining]
+        leads = ([self.lead] if self.requests else []) + [p.lead for p in joining]
         width = max(m.shape[1] for m in masks)
-        self.cache.merge(*(p.cache for p in joining))
+        self.cache = assemble(rows + [segments for p in joining for segments in p.segments], reserve)
         self.mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in masks])
         self.lead = [x + width - m.shape[1] for m, lead in zip(masks, leads) for x in lead]
-        self.last_pos = torch.cat([self.last_pos] + [p.last_pos for p in joining])
-        self.logits = torch.cat([self.logits] + [p.logits for p in joining])
+        self.last_pos = torch.cat(([self.last_pos] if self.requests else []) + [p.last_pos for p in joining])
+        self.logits = torch.cat(([self.logits] if self.requests else []) + [p.logits for p in joining])
 
     # -- leaving ----------------------------------------------------------------------------
     def remove(self, gone: set[int]) -> list[int]:

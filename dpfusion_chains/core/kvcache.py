@@ -1,11 +1,12 @@
-"""A KV cache for the decode loop: preallocated, mergeable, trimmable.
+"""A KV cache for the decode loop: preallocated, assembled from several, trimmable.
 
 transformers' DynamicLayer appends with torch.cat, which copies the whole cache of every layer
 at every token (O(context) per token, ~10 % of a CPU step at 500 tokens and more with longer
 contexts). `ReservedLayer` keeps keys/values in a buffer with room for the tokens still to come
 and writes each new token in place. The decode loop also needs two operations transformers
-does not have: merging the cache of newly prefilled requests into a running batch (left-padding
-the shorter side, the padding being masked) and trimming columns that every row masks.
+does not have: assembling rows from several caches into one (the running batch and newly
+prefilled requests, shorter rows left-padded and masked) and trimming columns that every row
+masks.
 
 Only models whose cache layers are all plain full-attention `DynamicLayer`s get this cache
 (`new_cache` returns None otherwise and the caller keeps transformers' default): sliding-window
@@ -138,18 +139,6 @@ class ReservedCache(DynamicCache):
                 layer._set(mine.keys[rows, :, :keep].repeat_interleave(repeats, dim=0),
                            mine.values[rows, :, :keep].repeat_interleave(repeats, dim=0), keep)
         return twin
-
-    def merge(self, *others: ReservedCache) -> None:
-        """Append the rows of `others` after ours, in order, left-padding the shorter ones with
-        zeros (the caller masks the padding). Every cache keeps its positions: rotary phases are
-        already in the keys. One buffer per layer and each cache's rows copied once, in one block
-        (requests joining one merge at a time would copy the running batch again for each)."""
-        parts = (self, *others)
-        rows = [[(p, r, 0, p.length)] for p in parts for r in range(p.layers[0].keys.shape[0])]
-        merged = assemble(rows, max(p.layers[0].reserve for p in parts))
-        for mine, theirs in zip(self.layers, merged.layers):
-            mine._set(theirs._keys, theirs._values, theirs.length)
-            mine.reserve = theirs.reserve
 
 
 Segment = tuple[ReservedCache, int, int, int]  # (cache, row, first position, end position)

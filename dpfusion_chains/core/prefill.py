@@ -6,8 +6,10 @@ first private token. That shared prefix is the request's base; requests whose vi
 view's own suffix is a piece of one packed forward (core.packing): the suffixes of every view of
 every request prefilled together go through the model as one row after the base, each attending
 to the base and to itself only. A view repeated exactly (the public view of requests that differ
-only in their private records) is one piece. Each request's rows are then assembled into its own
-cache, shorter rows left-padded. Only each piece's last-position logits are taken.
+only in their private records) is one piece. The rows are left where those forwards wrote them
+until the decode batch assembles them, with its own, into one cache (shorter rows left-padded):
+one copy of each row, and one fresh buffer, for however many requests join. Only each piece's
+last-position logits are taken.
 
 The public view is public from its first token to its last, so the engine's PrefixCache may
 keep all of it: a later request whose public view opens alike (the same system prompt and
@@ -38,13 +40,23 @@ PACK_TOKENS = 4096  # tokens of one packed forward at most (bounds its activatio
 
 @dataclass
 class Prefilled:
-    """A request's rows after prefill, ready to join a decode batch."""
+    """A request's rows after prefill, ready to join a decode batch. Their keys and values stay
+    where the prefill's forwards left them (`segments`) until the batch assembles every joining
+    row into its own cache, one copy each; `cache` assembles them alone (tests, one request)."""
 
-    cache: Any
     mask: torch.Tensor        # [rows, width] bool, True = attend
     lead: list[int]           # per row: leading masked columns
     last_pos: torch.Tensor    # [rows, 1] position of each row's last token
     logits: torch.Tensor      # [rows, V] next-token logits
+    segments: list[list[Segment]] | None = None  # per row, where its positions lie (core.kvcache.assemble)
+    reserve: int = 0          # positions to keep free per row for the tokens to come
+    own_cache: Any = None     # a model whose cache cannot be assembled: the request's own cache
+
+    @property
+    def cache(self) -> Any:
+        if self.own_cache is None:
+            self.own_cache = assemble(self.segments, self.reserve)  # type: ignore[arg-type]
+        return self.own_cache
 
 
 @dataclass
@@ -103,11 +115,12 @@ def prefill_requests(model: Any, requests: list[tuple[list[list[int]], int]], pa
         _prefill_group(model, list(prefix), [(r, requests[r][0], hits[r]) for r in members], views, device, store)
     out = []
     for (rows, reserve), row_views in zip(requests, views):
-        cache = assemble([v.segments for v in row_views], reserve)
-        lead = [cache.length - len(row) for row in rows]
-        mask = torch.arange(cache.length, device=device)[None] >= torch.tensor(lead, device=device)[:, None]
+        width = max(len(row) for row in rows)
+        lead = [width - len(row) for row in rows]
+        mask = torch.arange(width, device=device)[None] >= torch.tensor(lead, device=device)[:, None]
         last_pos = torch.tensor([[len(row) - 1] for row in rows], device=device)
-        out.append(Prefilled(cache, mask, lead, last_pos, torch.stack([v.logits for v in row_views])))
+        out.append(Prefilled(mask, lead, last_pos, torch.stack([v.logits for v in row_views]),
+                             segments=[v.segments for v in row_views], reserve=reserve))
     return out
 
 
@@ -204,7 +217,7 @@ def _padded(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device
     width = ids.shape[1]
     lead = [0 if shared else width - len(r) for r in rows]
     logits, cache = forward_last(model, ids, mask.long(), pos, cache)
-    return Prefilled(cache, mask, lead, pos[:, -1:], logits)
+    return Prefilled(mask, lead, pos[:, -1:], logits, own_cache=cache)
 
 
 __all__ = ["PACK_TOKENS", "Prefilled", "common_prefix_length", "forward_last", "left_pad", "prefill_requests"]

@@ -21,8 +21,8 @@ it stops driving, the caller's thread releases its pool (core.omp_pool), so that
 driver, on another thread, is not slowed by it either.
 
 The worker starts on demand and exits when there is nothing to do, so an idle engine holds no
-thread. With a model whose cache cannot be merged (sliding-window or linear-attention layers),
-newcomers join at the start of the next loop instead.
+thread. With a model whose cache cannot be assembled from several (sliding-window or
+linear-attention layers), each request is decoded in a loop of its own, one after another.
 """
 
 from __future__ import annotations
@@ -150,10 +150,12 @@ class DecodeScheduler:
             if not self._pending and not batch.requests:
                 self._driving, self._worker, self._batch = False, None, None
                 return None
-            if not batch.can_merge():
+            if not batch.can_merge() and batch.requests:
                 return []
             taken, rows = [], batch.rows
             while self._pending and (rows == 0 or rows + len(self._pending[0].request.rows) <= self.max_rows):
+                if taken and not batch.can_merge():  # one request at a time
+                    break
                 ticket = self._pending.pop(0)
                 rows += len(ticket.request.rows)
                 taken.append(ticket)

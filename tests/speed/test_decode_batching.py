@@ -3,6 +3,7 @@ batch, the scheduler's packing of concurrent calls, probability-space mixing, th
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest, compaction_o
 from dpfusion_chains.core.fusion import fuse, mixture_logprobs
 from dpfusion_chains.core.kvcache import ReservedCache, assemble, new_cache
 from dpfusion_chains.core.params import make_settings
+from dpfusion_chains.core.prefill import Prefilled
 from dpfusion_chains.core.spans import private
 from dpfusion_chains.core.steps import StepPlan, mix_rows
 from dpfusion_chains.testing import tiny_engine
@@ -92,9 +94,20 @@ def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_sam
     """Models whose cache cannot merge keep the padded suffix pass; tokens do not change."""
     import dpfusion_chains.core.prefill as prefill_module
 
+    import dpfusion_chains.core.decode as decode_module
+
     with_merge = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))]
-    monkeypatch.setattr(prefill_module, "new_cache", lambda model, reserve=0: None)
+    calls = [(ask("Jane Roe"), 1), (ask("Bob Stone, born 1990", "u2"), 2)]
+    batched = [r.token_ids for r in engine.generate_batch([{"messages": m, "seed": s} for m, s in calls],
+                                                          beta=0.05, max_new_tokens=6)]
+    for module in (prefill_module, decode_module):
+        monkeypatch.setattr(module, "new_cache", lambda model, reserve=0: None)
     assert [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))] == with_merge
+    # the scheduler decodes such requests one loop each, never two in one cache
+    assert [r.token_ids for r in engine.generate_batch([{"messages": m, "seed": s} for m, s in calls],
+                                                       beta=0.05, max_new_tokens=6)] == batched
+    with pytest.raises(RuntimeError, match="cannot take new requests mid-loop"):
+        decode_module.prefill(engine.model, [request(ROWS_A, 1), request(ROWS_B, 2)], 0, engine.device)
 
 
 @pytest.mark.parametrize("joins", [
@@ -224,13 +237,25 @@ def _filled_cache(rows, length, reserve, seed):
     return cache
 
 
-def test_one_merge_of_several_caches_left_pads_each_and_keeps_room():
-    parts = [_filled_cache(2, 5, 3, 0), _filled_cache(1, 8, 1, 1), _filled_cache(3, 2, 6, 2)]
+def _prefilled(cache, reserve):
+    """A Prefilled whose rows are `cache`'s rows, whole."""
+    n, length = cache.layers[0].keys.shape[0], cache.length
+    return Prefilled(torch.ones(n, length, dtype=torch.bool), [0] * n, torch.full((n, 1), length - 1),
+                     torch.zeros(n, 5), segments=[[(cache, r, 0, length)] for r in range(n)], reserve=reserve)
+
+
+def test_joining_a_running_batch_assembles_every_row_once_left_padded_with_room(engine):
+    parts = [_filled_cache(2, 5, 0, 0), _filled_cache(1, 8, 0, 1), _filled_cache(3, 2, 0, 2)]
     originals = [[(l.keys.clone(), l.values.clone()) for l in p.layers] for p in parts]
-    merged = parts[0]
-    merged.merge(*parts[1:])
-    assert merged.length == 8 and merged.layers[0].reserve == 6
-    for i, layer in enumerate(merged.layers):
+    batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+    pending = [(SimpleNamespace(rows=[[0] * p.length] * p.layers[0].keys.shape[0]), _prefilled(p, reserve))
+               for p, reserve in zip(parts, (3, 1, 6))]
+    batch.join(pending[:1])  # the first request alone, then two joining the running batch in one copy
+    batch.join(pending[1:])
+    assert batch.cache.length == 8 and batch.cache.layers[0].reserve == 6 and batch.padded
+    assert batch.lead == [3, 3, 0, 6, 6, 6]
+    assert batch.mask.tolist() == [[c >= lead for c in range(8)] for lead in batch.lead]
+    for i, layer in enumerate(batch.cache.layers):
         assert layer._keys.shape == (6, 2, 8 + 6, 4)  # room for the largest reserve after the widest
         start = 0
         for p, original in zip(parts, originals):
