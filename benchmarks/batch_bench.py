@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model: {engine.model_name} on {engine.device}; {n} requests × "
           f"{f'{lengths[0]}…{tokens} (staggered)' if args.staggered else tokens} tokens, best of {args.repeats}; "
           f"prefix store {args.prefix_cache_tokens} tokens, weight-major {args.weight_major}, "
-          f"packed weights {args.packed_weights}, packed prefill {args.packed_prefill}; "
-          f"load average {load_average()}")
+          f"packed weights {args.packed_weights}, packed prefill {args.packed_prefill}, "
+          f"keep freed memory {args.keep_freed_memory}; load average {load_average()}")
     rows = table(best, floors, sum(lengths))
     if "seq out-pk" in best:
         seq, batch, seq_out, batch_out = (best[w][0] for w in ("sequential", "batch", "seq out-pk", "batch out-pk"))
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
               "packed_weights": args.packed_weights, "packed_prefill": args.packed_prefill,
-              "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
+              "keep_freed_memory": args.keep_freed_memory, "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
               **peak_memory_mb(engine.device)}
     save("batch_bench" + ("" if n == 8 else f"_{n}requests") + ("" if tokens == 24 else f"_{tokens}tokens")
          + ("_staggered" if args.staggered else "") + flags_suffix(args), report)

@@ -109,6 +109,9 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="suffixes of views and of requests prefilled together in one forward")
     parser.add_argument("--compile", choices=list(COMPILE_FLAGS), default="auto",
                         help="compiled decode steps (auto: on a CUDA GPU); graphs are built in the warm-up")
+    parser.add_argument("--keep-freed-memory", choices=list(SWITCH_FLAGS), default="auto",
+                        help="glibc keeps freed memory for the next request (auto: on a CPU; process-wide, so "
+                             "compare separate runs)")
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,7 +119,7 @@ def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"prefix_cache_tokens": args.prefix_cache_tokens,
             "weight_major": SWITCH_FLAGS[args.weight_major], "packed_weights": SWITCH_FLAGS[args.packed_weights],
             "packed_prefill": args.packed_prefill == "on",
-            "compile": COMPILE_FLAGS[args.compile]}
+            "compile": COMPILE_FLAGS[args.compile], "keep_freed_memory": SWITCH_FLAGS[args.keep_freed_memory]}
 
 
 def flags_suffix(args: argparse.Namespace) -> str:
@@ -126,6 +129,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
     parts += [] if args.packed_weights == "auto" else [f"packedweights-{args.packed_weights}"]
     parts += [] if args.packed_prefill == "on" else ["unpacked"]
     parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
+    parts += [] if args.keep_freed_memory == "auto" else [f"keepfreed-{args.keep_freed_memory}"]
     return "".join("_" + p for p in parts)
 
 
