@@ -150,7 +150,9 @@ class DPFusionEngine:
     def generate(self, messages: Messages, *, budget: Any = None, call_id: str | None = None,
                  detector: str | Detector | None = None, **settings: Any) -> GenerationResult:
         """Generate with DP-Fusion. See GenerationSettings for the privacy and decoding settings."""
-        prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget, call_id)
+        with self._scheduler.arriving():  # a loop starting meanwhile waits to prefill this call with its own
+            prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget,
+                                     call_id)
         with ExitStack() as stack:
             if prepared.reservation is not None:
                 stack.enter_context(prepared.reservation)
@@ -165,7 +167,9 @@ class DPFusionEngine:
                detector: str | Detector | None = None, **settings: Any) -> Iterator[StreamChunk]:
         """Like generate, yielding text as it is sampled; the last chunk carries the result.
         Abandoning the stream charges the reservation in full (tokens were already released)."""
-        prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget, call_id)
+        with self._scheduler.arriving():
+            prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget,
+                                     call_id)
         with ExitStack() as stack:
             if prepared.reservation is not None:
                 stack.enter_context(prepared.reservation)
@@ -188,14 +192,15 @@ class DPFusionEngine:
         prepared: list[_Prepared] = []
         with ExitStack() as stack:
             try:
-                for item in batch:
-                    own = dict(item) if isinstance(item, Mapping) and "messages" in item else {"messages": item}
-                    msgs, cid = own.pop("messages"), own.pop("call_id", None)
-                    p = self._prepare(msgs, make_settings(**{**self.defaults, **settings, **own}), detector, budget,
-                                      cid)
-                    if p.reservation is not None:
-                        stack.enter_context(p.reservation)
-                    prepared.append(p)
+                with self._scheduler.arriving():
+                    for item in batch:
+                        own = dict(item) if isinstance(item, Mapping) and "messages" in item else {"messages": item}
+                        msgs, cid = own.pop("messages"), own.pop("call_id", None)
+                        p = self._prepare(msgs, make_settings(**{**self.defaults, **settings, **own}), detector,
+                                          budget, cid)
+                        if p.reservation is not None:
+                            stack.enter_context(p.reservation)
+                        prepared.append(p)
             except BaseException:
                 # A later item was refused before any token was sampled: refund the earlier reservations
                 # (leaving the stack would otherwise charge them in full).

@@ -2,6 +2,7 @@
 batch, the scheduler's packing of concurrent calls, probability-space mixing, the KV cache."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -126,6 +127,63 @@ def test_joining_a_running_batch_changes_no_token(engine, joins):
         while batch.requests:
             batch.step()
     assert [reqs[name].generated for name in "abc"] == alone
+
+
+def _prefill_sizes(monkeypatch) -> list[int]:
+    """Requests per DecodeBatch.prefill call, from now on."""
+    sizes = []
+    real = DecodeBatch.prefill
+
+    def counting(self, reqs):
+        sizes.append(len(reqs))
+        return real(self, reqs)
+
+    monkeypatch.setattr(DecodeBatch, "prefill", counting)
+    return sizes
+
+
+def test_a_starting_loop_waits_for_calls_still_being_prepared(monkeypatch):
+    engine = tiny_engine(seed=4)
+    alone = [engine.generate(ask(name), beta=0.05, max_new_tokens=6, seed=s).token_ids
+             for name, s in (("Jane Roe", 1), ("Tom Poe", 2))]
+    sizes = _prefill_sizes(monkeypatch)
+    results = {}
+
+    def call(name, seed):
+        results[name] = engine.generate(ask(name), beta=0.05, max_new_tokens=6, seed=seed).token_ids
+
+    with engine._scheduler.arriving():  # a third caller, still preparing
+        first = threading.Thread(target=call, args=("Jane Roe", 1))
+        first.start()
+        deadline = time.monotonic() + 5
+        while not engine._scheduler._pending and time.monotonic() < deadline:  # queued; its loop now waits
+            time.sleep(0.001)
+        second = threading.Thread(target=call, args=("Tom Poe", 2))
+        second.start()
+        while len(engine._scheduler._pending) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not results  # nothing decoded while a call is being prepared
+    first.join()
+    second.join()
+    assert sizes == [2]  # prefilled together
+    assert [results["Jane Roe"], results["Tom Poe"]] == alone
+
+
+def test_a_call_that_takes_long_to_prepare_delays_a_loop_only_so_long(monkeypatch):
+    import dpfusion_chains.core.scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "GATHER_MAX_S", 0.2)
+    engine = tiny_engine(seed=4)
+    sizes = _prefill_sizes(monkeypatch)
+    with engine._scheduler.arriving():  # never queues anything
+        start = time.monotonic()
+        engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1)
+        assert time.monotonic() - start >= 0.2
+    assert sizes == [1]
+    naps = []
+    monkeypatch.setattr(scheduler_module.time, "sleep", naps.append)
+    engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1)  # nobody arriving: no wait
+    assert naps == []
 
 
 def test_concurrent_threads_get_their_single_call_results(engine):
