@@ -92,10 +92,10 @@ def test_every_row_gets_the_logits_it_would_get_alone(engine, rows, packed, unpa
 
 
 def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_same(engine, monkeypatch):
-    """Models whose cache cannot merge keep the padded suffix pass; tokens do not change."""
-    import dpfusion_chains.core.prefill as prefill_module
-
+    """Models whose cache cannot be assembled keep the padded suffix pass, and the scheduler gives
+    each of their requests a loop of its own; tokens do not change."""
     import dpfusion_chains.core.decode as decode_module
+    import dpfusion_chains.core.prefill as prefill_module
 
     with_merge = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))]
     calls = [(ask("Jane Roe"), 1), (ask("Bob Stone, born 1990", "u2"), 2)]
@@ -143,6 +143,9 @@ def _prefill_sizes(monkeypatch) -> list[int]:
 
 
 def test_a_starting_loop_waits_for_calls_still_being_prepared(monkeypatch):
+    import dpfusion_chains.core.scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "GATHER_MAX_S", 30.0)  # however slow this machine prepares a call
     engine = tiny_engine(seed=4)
     alone = [engine.generate(ask(name), beta=0.05, max_new_tokens=6, seed=s).token_ids
              for name, s in (("Jane Roe", 1), ("Tom Poe", 2))]
