@@ -113,7 +113,7 @@ class DecodeBatch:
         self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
         self.logits: torch.Tensor | None = None       # [B, V] next-token logits, not yet sampled
         self.plan: StepPlan | None = None
-        self.mergeable = new_cache(model) is not None  # requests join one another only in an assembled cache
+        self.mergeable = new_cache(model) is not None  # more than one request needs an assembled cache
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -154,24 +154,24 @@ class DecodeBatch:
         self.padded = self.padded or any(self.lead) or any(len({len(r) for r in req.rows}) > 1 for req in requests)
         self.plan = None
 
-    def can_merge(self) -> bool:
-        """Whether more than one request may be in the batch (needs an assembled cache)."""
-        return self.mergeable
-
     def _assemble(self, joining: list[Prefilled]) -> None:
         """Our rows, then the joining requests' rows, into one cache (core.kvcache.assemble),
         shorter rows left-padded and masked; every cache keeps its positions, rotary phases
         being in the keys already."""
-        rows = [[(self.cache, r, 0, self.cache.length)] for r in range(self.rows)] if self.requests else []
-        reserve = max([p.reserve for p in joining] + ([self.cache.layers[0].reserve] if self.requests else []))
-        masks = ([self.mask] if self.requests else []) + [p.mask for p in joining]
-        leads = ([self.lead] if self.requests else []) + [p.lead for p in joining]
-        width = max(m.shape[1] for m in masks)
-        self.cache = assemble(rows + [segments for p in joining for segments in p.segments], reserve)
-        self.mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in masks])
-        self.lead = [x + width - m.shape[1] for m, lead in zip(masks, leads) for x in lead]
-        self.last_pos = torch.cat(([self.last_pos] if self.requests else []) + [p.last_pos for p in joining])
-        self.logits = torch.cat(([self.logits] if self.requests else []) + [p.logits for p in joining])
+        rows = [segments for p in joining for segments in p.segments]
+        reserve = max(p.reserve for p in joining)
+        if self.requests:  # our rows first, each whole (its padding included)
+            rows = [[(self.cache, r, 0, self.cache.length)] for r in range(self.rows)] + rows
+            reserve = max(reserve, self.cache.layers[0].reserve)
+        parts: list[DecodeBatch | Prefilled] = ([self] if self.requests else []) + joining
+        width = max(p.mask.shape[1] for p in parts)
+        # one assignment: every part (self among them) is read before any attribute is replaced
+        self.cache, self.mask, self.lead, self.last_pos, self.logits = (
+            assemble(rows, reserve),
+            torch.cat([torch.nn.functional.pad(p.mask, (width - p.mask.shape[1], 0)) for p in parts]),
+            [x + width - p.mask.shape[1] for p in parts for x in p.lead],
+            torch.cat([p.last_pos for p in parts]),
+            torch.cat([p.logits for p in parts]))
 
     # -- leaving ----------------------------------------------------------------------------
     def remove(self, gone: set[int]) -> list[int]:

@@ -172,12 +172,10 @@ class DecodeScheduler:
             if not self._pending and not batch.requests:
                 self._driving, self._worker, self._batch = False, None, None
                 return None
-            if not batch.can_merge() and batch.requests:
-                return []
+            if not batch.mergeable:  # one request per loop
+                return [] if batch.requests else [self._pending.pop(0)]
             taken, rows = [], batch.rows
             while self._pending and (rows == 0 or rows + len(self._pending[0].request.rows) <= self.max_rows):
-                if taken and not batch.can_merge():  # one request at a time
-                    break
                 ticket = self._pending.pop(0)
                 rows += len(ticket.request.rows)
                 taken.append(ticket)
