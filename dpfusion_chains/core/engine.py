@@ -150,9 +150,7 @@ class DPFusionEngine:
     def generate(self, messages: Messages, *, budget: Any = None, call_id: str | None = None,
                  detector: str | Detector | None = None, **settings: Any) -> GenerationResult:
         """Generate with DP-Fusion. See GenerationSettings for the privacy and decoding settings."""
-        with self._scheduler.arriving():  # a loop starting meanwhile waits to prefill this call with its own
-            prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget,
-                                     call_id)
+        prepared = self._prepare_call(messages, settings, detector, budget, call_id)
         with ExitStack() as stack:
             if prepared.reservation is not None:
                 stack.enter_context(prepared.reservation)
@@ -167,9 +165,7 @@ class DPFusionEngine:
                detector: str | Detector | None = None, **settings: Any) -> Iterator[StreamChunk]:
         """Like generate, yielding text as it is sampled; the last chunk carries the result.
         Abandoning the stream charges the reservation in full (tokens were already released)."""
-        with self._scheduler.arriving():
-            prepared = self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget,
-                                     call_id)
+        prepared = self._prepare_call(messages, settings, detector, budget, call_id)
         with ExitStack() as stack:
             if prepared.reservation is not None:
                 stack.enter_context(prepared.reservation)
@@ -238,6 +234,13 @@ class DPFusionEngine:
         return self.generate(messages, **settings)
 
     # -- internals ---------------------------------------------------------------------------
+    def _prepare_call(self, messages: Messages, settings: dict[str, Any], detector: str | Detector | None,
+                      budget: Any, call_id: str | None) -> _Prepared:
+        """One call's request, announced to the scheduler while it is prepared: a loop starting
+        meanwhile waits to prefill it with its own."""
+        with self._scheduler.arriving():
+            return self._prepare(messages, make_settings(**{**self.defaults, **settings}), detector, budget, call_id)
+
     def _prepare(self, messages: Messages, settings: GenerationSettings, detector: str | Detector | None,
                  budget: Any, call_id: str | None) -> _Prepared:
         if budget is not None and not (callable(getattr(budget, "reserve", None)) and hasattr(budget, "on_exhausted")):
