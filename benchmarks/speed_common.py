@@ -36,7 +36,7 @@ class StageTimers:
         self.reset()
         batch = decode_module.DecodeBatch
         self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join, batch.remove,
-                      decode_module.CompiledSearch.__call__)
+                      decode_module.CompiledSearch.__call__, decode_module.public_masses)
 
     def _wrap(self, fn: Any, slot: str) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -75,11 +75,12 @@ class StageTimers:
         return self._host["leaving"]
 
     def __enter__(self) -> StageTimers:
-        search, mix, prefill, join, remove, compiled_search = self.saved
+        search, mix, prefill, join, remove, compiled_search, masses = self.saved
         wrap_mixing = self._wrap_kernels if self.on_gpu else (lambda fn: self._wrap(fn, "mixing"))
         self.module.search_lambda = wrap_mixing(search)
         self.module.CompiledSearch.__call__ = wrap_mixing(compiled_search)  # the λ search when compiled
         self.module.mix_rows = wrap_mixing(mix)
+        self.module.public_masses = wrap_mixing(masses)  # the search's input, summed outside it
         self.module.DecodeBatch.prefill = self._wrap(prefill, "prefill")
         self.module.DecodeBatch.join = self._wrap(join, "prefill")
         self.module.DecodeBatch.remove = self._wrap(remove, "leaving")
@@ -88,7 +89,7 @@ class StageTimers:
     def __exit__(self, *exc: Any) -> None:
         batch = self.module.DecodeBatch
         (self.module.search_lambda, self.module.mix_rows, batch.prefill, batch.join, batch.remove,
-         self.module.CompiledSearch.__call__) = self.saved
+         self.module.CompiledSearch.__call__, self.module.public_masses) = self.saved
 
     def reset(self) -> None:
         self._host = {"mixing": 0.0, "prefill": 0.0, "leaving": 0.0}

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import StaticCache
 
-from dpfusion_chains.core.fusion import search_lambda
+from dpfusion_chains.core.fusion import SearchLimits, search_lambda
 from dpfusion_chains.core.kvcache import ReservedCache
 from dpfusion_chains.core.models import SWITCH_FLAGS, SwitchSetting, resolve_flag
 
@@ -119,14 +119,15 @@ class CompiledSearch:
         self.broken = False
 
     def __call__(self, logp_private: torch.Tensor, logp_public: torch.Tensor, bound: torch.Tensor,
-                 order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 order: torch.Tensor, public_mass: torch.Tensor | None = None,
+                 limits: SearchLimits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.broken:
             try:
-                return self._fn(logp_private, logp_public, bound, order)
+                return self._fn(logp_private, logp_public, bound, order, public_mass=public_mass, limits=limits)
             except Exception as exc:  # noqa: BLE001 - compilers fail in many ways; eager is always there
                 self.broken = True
                 logger.warning("torch.compile of the λ search failed (%s); searching eagerly", type(exc).__name__)
-        return search_lambda(logp_private, logp_public, bound, order)
+        return search_lambda(logp_private, logp_public, bound, order, public_mass=public_mass, limits=limits)
 
 
 class CompiledForward:

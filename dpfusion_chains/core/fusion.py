@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -86,6 +87,19 @@ def _grids(grid: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.T
     return first, fractions
 
 
+class SearchLimits(NamedTuple):
+    coef: torch.Tensor       # [2, N]: the powers a and 1 − a behind D(m‖q) and D(q‖m)
+    log_limit: torch.Tensor  # [N]: log F ≤ this ⇔ D ≤ the enforced bound
+
+
+def search_limits(bound: torch.Tensor | float, order: float | torch.Tensor, n: int,
+                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> SearchLimits:
+    """search_lambda's per-row constants for `n` rows of bounds and orders (scalars or [N])."""
+    target = enforced_bound(torch.as_tensor(bound, dtype=dtype, device=device).expand(n))
+    a = torch.as_tensor(order, dtype=dtype, device=device).expand(n)
+    return SearchLimits(torch.stack([a, 1.0 - a]), (a - 1.0) * target)      # D ≤ target ⇔ log F ≤ (a−1)·target
+
+
 def search_lambda(
     logp_private: torch.Tensor,
     logp_public: torch.Tensor,
@@ -94,11 +108,16 @@ def search_lambda(
     head_tokens: int = HEAD_TOKENS,
     grid: int = GRID_POINTS,
     *,
+    public_mass: torch.Tensor | None = None,
+    limits: SearchLimits | None = None,
     exact_divergence: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Largest λ ∈ [0, 1] with D↔_order(m_λ, p_pub) ≤ bound, for every row at once.
 
     logp_private, logp_public: [N, V] log-probabilities; bound and order: scalars or [N].
+    public_mass: [N] Σ_v exp(logp_public[v]) of each row, if the caller has it (the decode
+    step has, from the probabilities it samples from); else the search sums it. limits:
+    search_limits(bound, order, N) made once by a caller that searches with them every step.
     Returns (λ [N], D↔ [N]). By default D↔ is the certified upper bound the search checked at the
     chosen λ (≥ the exact value up to float32 rounding, ≤ bound, 0 at λ = 0) and costs nothing extra;
     `exact_divergence=True` recomputes it exactly over the whole vocabulary.
@@ -112,7 +131,8 @@ def search_lambda(
       grid point. For the rest (the tail), tangents at 0 give a lower bound of F, from which
       the first grid takes an anchor A: the first geometric point that this lower bound rules
       out (1 if none), an estimate of λ* from above. The tail is then summed exactly at A and
-      at 0 (one pass over the vocabulary), and on [0, A] each tail term lies below its chord:
+      at 0 (one pass over the vocabulary; at 0 as the row's public mass less the head's),
+      and on [0, A] each tail term lies below its chord:
       tail_c(λ) ≤ (1 − λ/A)·tail_c(0) + (λ/A)·tail_c(A). The second grid looks in [0, A] only
       and admits a λ only where head + chord ≤ the limit, so every λ it admits is feasible,
       whatever A is (a poor anchor makes λ smaller, never unsafe). The tail masses behind the
@@ -122,23 +142,19 @@ def search_lambda(
       39 % of λ* on average (a float64 bisection over the whole vocabulary), this search at
       99 % (never under 95 %), and in less time.
     * Overflow reads as +inf and NaN (0·∞) fails every comparison: both can only reject a λ.
-    * The vocabulary is read in about fifteen vectorised passes; the grids work on [2, N, M, k].
+    * The vocabulary is read in about a dozen vectorised passes; the grids work on [2, N, M, k].
     """
     n, vocab = logp_private.shape
     device, dtype = logp_private.device, logp_private.dtype
-    target = enforced_bound(torch.as_tensor(bound, dtype=dtype, device=device).expand(n))
-    a = torch.as_tensor(order, dtype=dtype, device=device).expand(n)
-    coef = torch.stack([a, 1.0 - a])                                               # [2, N]
-    log_limit = (a - 1.0) * target                                                 # D ≤ target ⇔ log F ≤ this
+    coef, log_limit = limits if limits is not None else search_limits(bound, order, n, dtype, device)
     # log(p_g/q): tokens absent from both (NaN) contribute nothing, so 0; p_g = 0 stays −inf; and
-    # p_g > 0 where q = 0 (+inf) makes D(m‖q) infinite for every λ > 0: only λ = 0 is feasible.
+    # p_g > 0 where q = 0 (+inf) makes D(m‖q) infinite for every λ > 0: that token's terms read
+    # NaN (0·∞) at every λ > 0, in the head or in the tail, so only λ = 0 passes (tested).
     log_ratio = (logp_private - logp_public).nan_to_num_(nan=0.0, posinf=math.inf, neginf=NEG_INF)
-    blocked = log_ratio.amax(dim=-1) == math.inf
     k = min(head_tokens, vocab)
-    exponents = torch.empty((3, n, vocab), dtype=dtype, device=device)             # log of q, and of both terms
-    torch.addcmul(logp_public, coef[0, :, None], log_ratio, out=exponents[1])      # log(q·r^a) = log term at λ=1
-    torch.addcmul(logp_public, coef[1, :, None], log_ratio, out=exponents[2])
-    head = torch.topk(torch.maximum(exponents[1], exponents[2]), k, dim=-1, sorted=False).indices  # [N, k]
+    exponents = torch.empty((2, n, vocab), dtype=dtype, device=device)             # log of both terms
+    torch.addcmul(logp_public, coef[:, :, None], log_ratio, out=exponents)         # log(q·r^c) = log term at λ=1
+    head = torch.topk(torch.maximum(exponents[0], exponents[1]), k, dim=-1, sorted=False).indices  # [N, k]
     q_head = torch.gather(logp_public, -1, head)                                   # log q on the head
     ratio_head = torch.gather(log_ratio, -1, head)
     x_head = torch.expm1(ratio_head)                                               # x ≥ −1, may be +inf
@@ -150,30 +166,32 @@ def search_lambda(
     # First grid: the anchor, the first point where the lower bound head + tangents exceeds the limit.
     first, fractions = _grids(grid, dtype, device)
     points = first.expand(n, grid)
-    tail_masses = (1.0 - torch.stack([q_head, q_head + ratio_head]).exp_().sum(dim=-1)).clamp_min_(0.0)  # q, p_g
+    head_masses = torch.stack([q_head, q_head + ratio_head]).double().exp_().sum(dim=-1)      # [2, N]: q, p_g
+    if public_mass is None:
+        public_mass = logp_public.exp().sum(dim=-1)
+    tail_q = (public_mass.double() - head_masses[0]).clamp_min_(0.0).to(dtype)  # Σ q off the head: the tail at 0
+    tail_masses = (1.0 - head_masses).clamp_min_(0.0).to(dtype)
     tangents = tail_masses[0, :, None] + points * (coef * (tail_masses[1] - tail_masses[0]))[:, :, None]  # [2, N, M]
     ruled_out = (head_sums(points) + tangents).log_().amax(dim=0) > log_limit[:, None]
     ruled_out[:, -1] = True                                                        # none: the anchor is 1
     first_out = ruled_out.to(torch.int32).argmax(dim=-1, keepdim=True).clamp_min_(1)   # argmax: the first
     anchor = torch.gather(points, -1, first_out)                                   # [N, 1], in [LAMBDA_MIN, 1]
-    # The tail at 0 and at the anchor, exactly: q, q·(1 + A·x)^a and q·(1 + A·x)^(1−a).
-    log_m = torch.expm1(log_ratio).mul_(anchor).log1p_()                           # log(1 + A·x)
-    exponents[0].copy_(logp_public)
-    torch.addcmul(logp_public, coef[0, :, None], log_m, out=exponents[1])
-    torch.addcmul(logp_public, coef[1, :, None], log_m, out=exponents[2])
-    tails = exponents.exp_().scatter_(-1, head.expand(3, n, k), 0.0).sum(dim=-1)  # [3, N]
+    # The tail at the anchor, exactly: q·(1 + A·x)^a and q·(1 + A·x)^(1−a) (log_ratio is spent).
+    log_m = log_ratio.expm1_().mul_(anchor).log1p_()                               # log(1 + A·x)
+    torch.addcmul(logp_public, coef[:, :, None], log_m, out=exponents)
+    tails = exponents.exp_().scatter_(-1, head.expand(2, n, k), 0.0).sum(dim=-1)  # [2, N]
     # Second grid: fractions of A, head exact + the tail's chord over [0, A].
     points = anchor * fractions
-    chords = tails[0, :, None] + fractions * (tails[1:, :, None] - tails[0, :, None])  # [2, N, M]
+    chords = tail_q[:, None] + fractions * (tails[:, :, None] - tail_q[:, None])   # [2, N, M]
     worst = (head_sums(points) + chords).log_().amax(dim=0)                        # [N, M]
     ok = worst <= log_limit[:, None]
     ok[:, 0] = True
     last = ok.to(torch.int32).cumprod(dim=-1).sum(dim=-1, keepdim=True) - 1        # largest feasible prefix index
-    lam = torch.gather(points, -1, last).squeeze(-1).masked_fill(blocked, 0.0)
+    lam = torch.gather(points, -1, last).squeeze(-1)
     if exact_divergence:
         div = symmetric_renyi(mixture_logprobs(lam, logp_private, logp_public), logp_public, order)
     else:
-        div = (torch.gather(worst, -1, last).squeeze(-1) / (a - 1.0)).masked_fill(lam == 0, 0.0)
+        div = (torch.gather(worst, -1, last).squeeze(-1) / (coef[0] - 1.0)).masked_fill(lam == 0, 0.0)
     return lam, div
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from dpfusion_chains.core.errors import PrivacyAuditError
-from dpfusion_chains.core.fusion import mixture_logprobs, symmetric_renyi
+from dpfusion_chains.core.fusion import SearchLimits, mixture_logprobs, search_limits, symmetric_renyi
 
 if TYPE_CHECKING:
     from dpfusion_chains.core.decode import DecodeRequest
@@ -29,10 +29,12 @@ class StepPlan:
     inverse_groups: torch.Tensor          # [N] 1/G of each group row's request
     bounds: torch.Tensor                  # [N]
     orders: torch.Tensor                  # [N]
+    limits: SearchLimits                  # the λ search's constants for those bounds and orders
     group_slices: list[tuple[int, int, int]]   # (request position, start, end) into the [N] results
     candidates: list[tuple[int, int, int | None, float | None]]  # (first row, end row, top_k, top_p)
     audited: bool
     n_requests: int
+    rows_each: int | None                 # every request's row count, when they all have the same
 
     @property
     def n_group_rows(self) -> int:
@@ -51,6 +53,7 @@ class StepPlan:
         slices: list[tuple[int, int, int]] = []
         candidates: list[tuple[int, int, int | None, float | None]] = []
         row = 0
+        sizes = {len(req.rows) for req in requests}
         for i, req in enumerate(requests):
             n = len(req.rows)
             row_request += [i] * n
@@ -71,12 +74,14 @@ class StepPlan:
             return torch.tensor(values, dtype=dtype, device=device)
 
         f32, i64 = torch.float32, torch.long
+        bounds_t, orders_t = tensor(bounds, f32), tensor(orders, f32)
         return cls(row_request=tensor(row_request, i64), public_weights=tensor(public, f32),
                    temperatures=None if all(t == 1.0 for t in temps) else tensor(temps, f32)[:, None],
                    group_rows=tensor(groups, i64), group_public_rows=tensor(group_public, i64),
-                   inverse_groups=tensor(inverse, f32), bounds=tensor(bounds, f32), orders=tensor(orders, f32),
+                   inverse_groups=tensor(inverse, f32), bounds=bounds_t, orders=orders_t,
+                   limits=search_limits(bounds_t, orders_t, len(bounds), f32, device),
                    group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests),
-                   n_requests=len(requests))
+                   n_requests=len(requests), rows_each=sizes.pop() if len(sizes) == 1 else None)
 
 
 def audit_step(lam: torch.Tensor, logp_groups: torch.Tensor, logp_public: torch.Tensor, plan: StepPlan,
@@ -110,10 +115,22 @@ def mix_rows(probs: torch.Tensor, lam: torch.Tensor | None, plan: StepPlan) -> t
     only by float rounding): p_out = (1/G)·Σ_g (λ_g·p_g + (1−λ_g)·p_pub), i.e. group rows weigh
     λ_g/G and the public row 1 − Σ_g λ_g/G; a request without groups gets its public row.
     Rows are added in the same order whatever else is in the batch, so a request's distribution
-    does not depend on its batch companions (on the CPU; CUDA's index_add_ order may vary)."""
+    does not depend on its batch companions (on the CPU; CUDA's index_add_ order may vary). When
+    every request has as many rows, a sum over [R, rows, V] adds them: like index_add_ it adds each
+    request's rows from 0 in row order (bit for bit the same, tested), in one op instead of two."""
     weights = plan.public_weights
     if lam is not None:
         share = lam * plan.inverse_groups
         weights = weights.index_copy(0, plan.group_rows, share).index_add_(0, plan.group_public_rows, -share)
+    weighted = probs * weights[:, None]
+    if plan.rows_each is not None:
+        return weighted.view(plan.n_requests, plan.rows_each, -1).sum(dim=1)
     mixed = torch.zeros((plan.n_requests, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
-    return mixed.index_add_(0, plan.row_request, probs * weights[:, None])
+    return mixed.index_add_(0, plan.row_request, weighted)
+
+
+def public_masses(probs: torch.Tensor, plan: StepPlan) -> torch.Tensor:
+    """Σp of every group row's public row ([N]): the λ search's tail at λ = 0 from the probabilities
+    the step samples from, instead of another pass over exp(log q) in the search. (A float64 sum
+    cost 7× as much: 58 against 8 µs for 5 rows; float32's rounding is the search's as before.)"""
+    return probs.sum(dim=-1).index_select(0, plan.group_public_rows)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dpfusion_chains.core.accounting import c_alpha
 from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, renyi_divergence, sample_rows,
-                                         search_lambda, symmetric_renyi)
+                                         search_lambda, search_limits, symmetric_renyi)
 
 
 def logp(*probs: float) -> torch.Tensor:
@@ -158,6 +158,35 @@ def test_public_zero_where_private_positive_forces_lambda_zero():
     lp_priv = logp(0.4, 0.4, 0.2).float()[None]
     lam, _ = search_lambda(lp_priv, lp_pub, 10.0, 4.0)
     assert lam.item() == 0.0
+
+
+@pytest.mark.parametrize("head_tokens", [1, 128])
+def test_a_token_the_public_view_cannot_draw_forces_lambda_zero_from_the_head_or_the_tail(head_tokens):
+    """p_g > 0 where q = 0 makes its terms NaN at every λ > 0, whether the token is summed in the
+    head or in the tail; the row beside it is searched as if alone."""
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 5000, generator=gen) * 3
+    logits[1] = logits[0] + torch.randn(5000, generator=gen) * 0.2
+    logits[0, 17] = float("-inf")                       # q = 0 where every private row has mass
+    lp = torch.log_softmax(logits, -1)
+    lam, div = search_lambda(lp[1:], lp[:1].expand(2, -1), 0.5, 4.0, head_tokens=head_tokens)
+    assert lam.tolist() == [0.0, 0.0] and div.tolist() == [0.0, 0.0]
+    pub = lp[0].clone()
+    pub[17] = lp[1, 17] - 7.0                           # the same view, the token drawable, 1/1100 as likely
+    pub = torch.log_softmax(pub, -1)
+    lam, _ = search_lambda(torch.stack([lp[1], lp[1]]), torch.stack([lp[0], pub]), 0.5, 4.0, head_tokens=head_tokens)
+    alone, _ = search_lambda(lp[1:2], pub[None], 0.5, 4.0, head_tokens=head_tokens)
+    assert lam[0] == 0.0 and lam[1] == alone[0] > 0.0
+
+
+def test_the_callers_public_mass_and_limits_give_the_search_its_own_answer():
+    gen = torch.Generator().manual_seed(5)
+    lp = torch.log_softmax(torch.randn(4, 3000, generator=gen) * 3, -1)
+    bounds, orders = torch.tensor([0.01, 0.05, 0.3]), torch.tensor([2.5, 4.0, 8.0])
+    own = search_lambda(lp[1:], lp[:1].expand(3, -1), bounds, orders)
+    given = search_lambda(lp[1:], lp[:1].expand(3, -1), bounds, orders, public_mass=lp[:1].exp().sum(-1).expand(3),
+                          limits=search_limits(bounds, orders, 3))
+    assert torch.equal(own[0], given[0]) and torch.equal(own[1], given[1]) and (own[0] > 0).all()
 
 
 def test_bound_zero_gives_public_distribution():

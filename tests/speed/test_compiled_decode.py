@@ -237,7 +237,7 @@ def test_a_lambda_search_that_fails_to_compile_is_answered_eagerly(caplog):
     search = CompiledSearch("eager")
     calls = []
 
-    def fail(*args):
+    def fail(*args, **kwargs):
         calls.append(1)
         raise RuntimeError("backend compiler failed: no C++ compiler")
 
@@ -256,9 +256,9 @@ def test_compiled_steps_search_with_the_compiled_search_off_the_cpu_tuned_path(e
     calls = []
     compiled_search = traced.search
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         calls.append(args[0].shape[0])
-        return compiled_search(*args)
+        return compiled_search(*args, **kwargs)
 
     traced.search = counting
     assert run_joined(engine, traced) == run_joined(engine, None)

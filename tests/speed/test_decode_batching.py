@@ -263,6 +263,22 @@ def test_probability_space_mixing_is_the_uniform_mixture():
     assert torch.equal(mixed[1], logp[4].exp())  # no groups: the public distribution, bit for bit
 
 
+def test_mixing_requests_of_one_size_adds_their_rows_as_index_add_does():
+    """One sum over [R, rows, V] when every request has as many rows: bit for bit the index_add_
+    of mixed sizes, so a request's distribution does not depend on its companions' sizes."""
+    gen = torch.Generator().manual_seed(1)
+    for rows in (2, 3, 5, 9):
+        reqs = [request([[1]] * rows, i) for i in range(3)]
+        plan = StepPlan.build(reqs, torch.device("cpu"))
+        probs = torch.softmax(torch.randn(3 * rows, 49152, generator=gen) * 4, -1)
+        lam = torch.rand(3 * (rows - 1), generator=gen)
+        assert plan.rows_each == rows
+        summed = mix_rows(probs, lam, plan)
+        plan.rows_each = None
+        assert torch.equal(summed, mix_rows(probs, lam, plan))
+    assert StepPlan.build([request([[1]] * 2, 0), request([[1]] * 3, 1)], torch.device("cpu")).rows_each is None
+
+
 @pytest.mark.parametrize("reserve", [0, 3, 50])
 def test_reserved_cache_matches_the_default_cache(engine, reserve):
     cache = new_cache(engine.model, reserve)

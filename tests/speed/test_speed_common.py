@@ -44,7 +44,8 @@ def test_stage_timers_time_the_lambda_search_eager_or_compiled_and_restore_every
     from dpfusion_chains.core import decode, fusion
     from dpfusion_chains.core.compiled import CompiledSearch
 
-    before = (decode.search_lambda, decode.mix_rows, CompiledSearch.__call__, decode.DecodeBatch.prefill)
+    before = (decode.search_lambda, decode.mix_rows, decode.public_masses, CompiledSearch.__call__,
+              decode.DecodeBatch.prefill)
     lp = torch.log_softmax(torch.randn(2, 300), dim=-1)
     args = (lp, torch.log_softmax(torch.randn(2, 300), dim=-1), torch.full((2,), 0.05), torch.full((2,), 2.0))
     with speed_common.StageTimers("cpu") as timers:
@@ -54,7 +55,9 @@ def test_stage_timers_time_the_lambda_search_eager_or_compiled_and_restore_every
         assert 0 < eager < timers.mixing and timers.prefill == timers.leaving == 0
         timers.reset()
         assert timers.mixing == 0
-    assert (decode.search_lambda, decode.mix_rows, CompiledSearch.__call__, decode.DecodeBatch.prefill) == before
+        assert decode.public_masses is not before[2]  # the search's input, summed before it: timed with it
+    assert (decode.search_lambda, decode.mix_rows, decode.public_masses, CompiledSearch.__call__,
+            decode.DecodeBatch.prefill) == before
     assert decode.search_lambda is fusion.search_lambda
 
 
