@@ -28,7 +28,7 @@ from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, sear
 from dpfusion_chains.core.kvcache import assemble, new_cache
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
-from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses
+from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
 
 
 @dataclass
@@ -312,7 +312,7 @@ def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], plan: StepPl
     failed: dict[int, Exception] = {}
     if plan.n_group_rows:
         lp_groups = logp.index_select(0, plan.group_rows)
-        lp_public = logp.index_select(0, plan.group_public_rows)
+        lp_public = public_rows(logp, plan)
         lam, div = (search or search_lambda)(lp_groups, lp_public, plan.bounds, plan.orders,
                                              public_mass=public_masses(probs, plan), limits=plan.limits)
         if plan.audited:

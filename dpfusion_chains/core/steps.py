@@ -26,6 +26,7 @@ class StepPlan:
     temperatures: torch.Tensor | None     # [B, 1], None when every temperature is 1
     group_rows: torch.Tensor              # [N] rows mixed with a public row
     group_public_rows: torch.Tensor       # [N] the public row of each group row's request
+    one_public_row: int | None            # that row, when every group row has the same (one request mixes)
     inverse_groups: torch.Tensor          # [N] 1/G of each group row's request
     bounds: torch.Tensor                  # [N]
     orders: torch.Tensor                  # [N]
@@ -78,6 +79,7 @@ class StepPlan:
         return cls(row_request=tensor(row_request, i64), public_weights=tensor(public, f32),
                    temperatures=None if all(t == 1.0 for t in temps) else tensor(temps, f32)[:, None],
                    group_rows=tensor(groups, i64), group_public_rows=tensor(group_public, i64),
+                   one_public_row=group_public[0] if len(set(group_public)) == 1 else None,
                    inverse_groups=tensor(inverse, f32), bounds=bounds_t, orders=orders_t,
                    limits=search_limits(bounds_t, orders_t, len(bounds), f32, device),
                    group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests),
@@ -129,8 +131,18 @@ def mix_rows(probs: torch.Tensor, lam: torch.Tensor | None, plan: StepPlan) -> t
     return mixed.index_add_(0, plan.row_request, weighted)
 
 
+def public_rows(rows: torch.Tensor, plan: StepPlan) -> torch.Tensor:
+    """[B, V] -> [N, V]: each group row's public row. With one request mixing, a view of its row
+    repeated (no copy; the λ search's passes then read one row from the cache, not N)."""
+    if plan.one_public_row is not None:
+        return rows[plan.one_public_row].expand(plan.n_group_rows, -1)
+    return rows.index_select(0, plan.group_public_rows)
+
+
 def public_masses(probs: torch.Tensor, plan: StepPlan) -> torch.Tensor:
     """Σp of every group row's public row ([N]): the λ search's tail at λ = 0 from the probabilities
     the step samples from, instead of another pass over exp(log q) in the search. (A float64 sum
     cost 7× as much: 58 against 8 µs for 5 rows; float32's rounding is the search's as before.)"""
+    if plan.one_public_row is not None:
+        return probs[plan.one_public_row].sum(dim=-1, keepdim=True).expand(plan.n_group_rows)
     return probs.sum(dim=-1).index_select(0, plan.group_public_rows)

@@ -16,7 +16,7 @@ from dpfusion_chains.core.kvcache import ReservedCache, assemble, new_cache
 from dpfusion_chains.core.params import make_settings
 from dpfusion_chains.core.prefill import Prefilled
 from dpfusion_chains.core.spans import private
-from dpfusion_chains.core.steps import StepPlan, mix_rows
+from dpfusion_chains.core.steps import StepPlan, mix_rows, public_masses, public_rows
 from dpfusion_chains.testing import tiny_engine
 
 
@@ -277,6 +277,21 @@ def test_mixing_requests_of_one_size_adds_their_rows_as_index_add_does():
         plan.rows_each = None
         assert torch.equal(summed, mix_rows(probs, lam, plan))
     assert StepPlan.build([request([[1]] * 2, 0), request([[1]] * 3, 1)], torch.device("cpu")).rows_each is None
+
+
+def test_one_mixing_request_reads_its_public_row_without_copies():
+    """The search's public rows are a view of the one mixing request's row: the same values, the
+    same masses, as the copies made when several requests mix."""
+    gen = torch.Generator().manual_seed(2)
+    probs = torch.softmax(torch.randn(6, 3000, generator=gen) * 3, -1)
+    alone = StepPlan.build([request([[7]], 0), request([[1]] * 5, 1)], torch.device("cpu"))  # rows 0 | 1-5
+    assert alone.one_public_row == 1 and alone.group_public_rows.tolist() == [1] * 4
+    view, masses = public_rows(probs.log(), alone), public_masses(probs, alone)
+    assert view.stride(0) == 0 and torch.equal(view, probs.log()[[1] * 4])
+    alone.one_public_row = None  # the general path: copies
+    assert torch.equal(public_rows(probs.log(), alone), view) and torch.equal(public_masses(probs, alone), masses)
+    both = StepPlan.build([request([[1]] * 2, 0), request([[1]] * 4, 1)], torch.device("cpu"))
+    assert both.one_public_row is None
 
 
 @pytest.mark.parametrize("reserve", [0, 3, 50])
