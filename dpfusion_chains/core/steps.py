@@ -26,7 +26,7 @@ class StepPlan:
     temperatures: torch.Tensor | None     # [B, 1], None when every temperature is 1
     group_rows: torch.Tensor              # [N] rows mixed with a public row
     group_public_rows: torch.Tensor       # [N] the public row of each group row's request
-    one_public_row: int | None            # that row, when every group row has the same (one request mixes)
+    one_public_row: int | None            # that row, when every group row has the same (one request mixes; CPU)
     inverse_groups: torch.Tensor          # [N] 1/G of each group row's request
     bounds: torch.Tensor                  # [N]
     orders: torch.Tensor                  # [N]
@@ -79,7 +79,7 @@ class StepPlan:
         return cls(row_request=tensor(row_request, i64), public_weights=tensor(public, f32),
                    temperatures=None if all(t == 1.0 for t in temps) else tensor(temps, f32)[:, None],
                    group_rows=tensor(groups, i64), group_public_rows=tensor(group_public, i64),
-                   one_public_row=group_public[0] if len(set(group_public)) == 1 else None,
+                   one_public_row=group_public[0] if len(set(group_public)) == 1 and device.type == "cpu" else None,
                    inverse_groups=tensor(inverse, f32), bounds=bounds_t, orders=orders_t,
                    limits=search_limits(bounds_t, orders_t, len(bounds), f32, device),
                    group_slices=slices, candidates=candidates, audited=any(r.audit for r in requests),
@@ -132,8 +132,9 @@ def mix_rows(probs: torch.Tensor, lam: torch.Tensor | None, plan: StepPlan) -> t
 
 
 def public_rows(rows: torch.Tensor, plan: StepPlan) -> torch.Tensor:
-    """[B, V] -> [N, V]: each group row's public row. With one request mixing, a view of its row
-    repeated (no copy; the λ search's passes then read one row from the cache, not N)."""
+    """[B, V] -> [N, V]: each group row's public row. With one request mixing on a CPU, a view of
+    its row repeated (no copy; the λ search's passes then read one row from the cache, not N).
+    Elsewhere copies, so that the compiled search (core.compiled, off the CPU) always gets them."""
     if plan.one_public_row is not None:
         return rows[plan.one_public_row].expand(plan.n_group_rows, -1)
     return rows.index_select(0, plan.group_public_rows)

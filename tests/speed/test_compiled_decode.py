@@ -11,7 +11,7 @@ import torch
 from dpfusion_chains.core.compiled import (CAPACITY_STEP, CompiledForward, CompiledSearch, StaticBatch,
                                           wants_compile)
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
-from dpfusion_chains.core.fusion import search_lambda
+from dpfusion_chains.core.fusion import search_lambda, search_limits
 from dpfusion_chains.core.spans import private
 from dpfusion_chains.testing import tiny_engine
 
@@ -228,7 +228,9 @@ def test_the_lambda_search_compiles_as_one_graph_for_any_number_of_rows():
     search = CompiledSearch(counting_backend)
     for rows in (3, 5, 2, 7):  # fullgraph: a graph break would raise; dynamic: no graph per row count
         args = random_logps(rows, seed=rows)
-        got, want = search(*args), search_lambda(*args)
+        # as a decode step calls it
+        given = {"public_mass": args[1].exp().sum(-1), "limits": search_limits(args[2], args[3], rows)}
+        got, want = search(*args, **given), search_lambda(*args)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     assert len(graphs) == 1 and not search.broken
 
