@@ -140,6 +140,58 @@ def test_head_and_tail_search_is_conservative_and_close_to_exact(vocab, noise, b
     assert 0 < div.item() <= b
 
 
+def _unsure_public_sure_private(seed: int, vocab: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flat public view and a confident private one (the redacted prompt leaves the model unsure)."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(vocab, generator=gen)
+    public = torch.log_softmax(base * 0.6, -1)
+    private = torch.log_softmax((0.8 * base + 0.2 * torch.randn(vocab, generator=gen)) * 3.5, -1)
+    return private[None], public[None]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_loose_chord_is_refined_toward_lambda_star(monkeypatch, seed):
+    """The tail holds most of p_g's mass and curves strongly: one chord over [0, A] admitted only
+    λ = 0; summing the tail at more knots, a few rounds, comes within 5 % of λ*."""
+    import dpfusion_chains.core.fusion as fusion_module
+
+    lp, lq = _unsure_public_sure_private(seed)
+    exact = _bisected_lambda(lp, lq, 0.28, 4.0)
+    lam, div = search_lambda(lp, lq, 0.28, 4.0)
+    assert 0.95 * exact <= lam.item() <= exact
+    d64 = symmetric_renyi(mixture_logprobs(lam.double(), lp.double(), lq.double()), lq.double(), 4.0).item()
+    assert d64 <= 0.28 and d64 <= div.item() * (1 + 1e-5)
+    monkeypatch.setattr(fusion_module, "REFINE_BELOW", 0.0)  # no refinement
+    assert search_lambda(lp, lq, 0.28, 4.0)[0].item() == 0.0
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), vocab=st.sampled_from([2, 17, 300, 2000]), alpha=st.sampled_from([1.25, 2.0, 4.0]),
+       b=st.sampled_from([1e-5, 1e-3, 0.05, 0.5]), scale=st.sampled_from([1.0, 10.0, 60.0]), holes=st.integers(0, 3))
+def test_refined_rows_keep_the_order_2alpha_bound_and_never_lose_lambda(data, vocab, alpha, b, scale, holes):
+    """Every row refined (REFINE_BELOW above 1), whatever its λ: each λ stays within its bound
+    (float64) and at least the λ of the single chord."""
+    from unittest import mock
+
+    import dpfusion_chains.core.fusion as fusion_module
+
+    pub = _logits(data.draw, vocab, scale)
+    priv = pub + _logits(data.draw, vocab, scale)
+    for i in range(min(holes, vocab - 1)):
+        (priv if i % 2 else pub)[i] = float("-inf")
+    lp = torch.log_softmax(torch.stack([priv, pub * 0.3]), -1)
+    lq = torch.log_softmax(pub, -1).expand(2, -1)
+    with mock.patch.object(fusion_module, "REFINE_BELOW", 0.0):
+        single, _ = search_lambda(lp, lq, b, 2 * alpha)
+    with mock.patch.object(fusion_module, "REFINE_BELOW", 1.5):
+        lam, div = search_lambda(lp, lq, b, 2 * alpha, head_tokens=16)
+        refined_small_head, _ = search_lambda(lp, lq, b, 2 * alpha)
+    for chosen in (lam, refined_small_head):
+        m64 = mixture_logprobs(chosen.double(), lp.double(), lq.double())
+        assert (symmetric_renyi(m64, lq.double(), 2 * alpha) <= b).all()
+    assert (refined_small_head >= single).all()
+
+
 def test_a_poor_anchor_gives_a_smaller_lambda_never_an_unsafe_one():
     """The anchor comes from approximate tail masses; whatever it is, λ stays feasible. A head of
     one token leaves nearly everything to the tail and its tangents."""
