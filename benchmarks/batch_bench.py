@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,
               "packed_weights": args.packed_weights, "packed_prefill": args.packed_prefill,
-              "keep_freed_memory": args.keep_freed_memory, "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
+              "keep_freed_memory": args.keep_freed_memory,
+              "gemm_gflops": floors["gemm_gflops"], "read_gb_s": floors["read_gb_s"],
               **peak_memory_mb(engine.device)}
     save("batch_bench" + ("" if n == 8 else f"_{n}requests") + ("" if tokens == 24 else f"_{tokens}tokens")
          + ("_staggered" if args.staggered else "") + flags_suffix(args), report)

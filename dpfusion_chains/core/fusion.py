@@ -115,6 +115,22 @@ def _points_below(grid: int, share: float) -> int:
     return uniform + sum(1 for j in range(1, HALVINGS + 1) if 2.0**-j < share)
 
 
+def _log_ratio(logp_private: torch.Tensor, logp_public: torch.Tensor) -> torch.Tensor:
+    """log(p_g/q): tokens absent from both (NaN) contribute nothing, so 0; p_g = 0 stays −inf; and
+    p_g > 0 where q = 0 (+inf) makes D(m‖q) infinite for every λ > 0: that token's terms read
+    NaN (0·∞) at every λ > 0, in the head or in the tail, so only λ = 0 passes (tested)."""
+    return (logp_private - logp_public).nan_to_num_(nan=0.0, posinf=math.inf, neginf=NEG_INF)
+
+
+def _tail_sums(logp_public: torch.Tensor, coef: torch.Tensor, log_m: torch.Tensor, head: torch.Tensor,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """The tail at one λ per row, exactly ([2, N]): Σ off the head of q·(m/q)^c for c = a, 1 − a,
+    with log_m = log(m/q) = log(1 + λ·x) ([N, V]); `out` ([2, N, V]) is used as scratch."""
+    n, k = head.shape
+    terms = torch.addcmul(logp_public, coef[:, :, None], log_m, out=out)          # log(q·(m/q)^c)
+    return terms.exp_().scatter_(-1, head.expand(2, n, k), 0.0).sum(dim=-1)
+
+
 def _feasible_prefix(worst: torch.Tensor, log_limit: torch.Tensor) -> torch.Tensor:
     """[R, M] log-bounds on a grid -> [R, 1]: the last index of the grid's feasible prefix (0,
     λ = 0, always)."""
@@ -134,15 +150,13 @@ def _refined_bound(rows: tuple[torch.Tensor, ...], top: torch.Tensor, rejected: 
     that span's chord: every bound holds. Each span gets REFINE_POINTS points, the knots among them
     (every REFINE_POINTS-th, from 0)."""
     logp_private, logp_public, coef, head = rows
-    n, k = head.shape
+    n = head.shape[0]
     steps = torch.arange(1, REFINE_KNOTS + 1, dtype=top.dtype, device=top.device) / (REFINE_KNOTS + 1)
     knots = torch.cat([torch.zeros_like(top), rejected, rejected * (top / rejected) ** steps, top], dim=-1)
-    x = (logp_private - logp_public).nan_to_num_(nan=0.0, posinf=math.inf, neginf=NEG_INF).expm1_()
-    sums = [tail_q.expand(2, n)]
-    for j in range(1, REFINE_KNOTS + 2):                                          # rejected and the inner knots
-        terms = torch.addcmul(logp_public, coef[:, :, None], torch.log1p(x * knots[:, j:j + 1]))  # [2, R, V]
-        sums.append(terms.exp_().scatter_(-1, head.expand(2, n, k), 0.0).sum(dim=-1))
-    sums.append(tail_top)
+    x = _log_ratio(logp_private, logp_public).expm1_()
+    inner = [_tail_sums(logp_public, coef, torch.log1p(x * knots[:, j:j + 1]), head)   # rejected and the
+             for j in range(1, REFINE_KNOTS + 2)]                                 # inner knots
+    sums = [tail_q.expand(2, n), *inner, tail_top]
     values = torch.stack(sums, dim=-1)                                             # [2, R, J + 3]
     share = torch.arange(1, REFINE_POINTS + 1, dtype=top.dtype, device=top.device) / REFINE_POINTS
     spans = knots.shape[-1] - 1
@@ -209,10 +223,7 @@ def search_lambda(
     n, vocab = logp_private.shape
     device, dtype = logp_private.device, logp_private.dtype
     coef, log_limit = limits if limits is not None else search_limits(bound, order, n, dtype, device)
-    # log(p_g/q): tokens absent from both (NaN) contribute nothing, so 0; p_g = 0 stays −inf; and
-    # p_g > 0 where q = 0 (+inf) makes D(m‖q) infinite for every λ > 0: that token's terms read
-    # NaN (0·∞) at every λ > 0, in the head or in the tail, so only λ = 0 passes (tested).
-    log_ratio = (logp_private - logp_public).nan_to_num_(nan=0.0, posinf=math.inf, neginf=NEG_INF)
+    log_ratio = _log_ratio(logp_private, logp_public)
     k = min(head_tokens, vocab)
     exponents = torch.empty((2, n, vocab), dtype=dtype, device=device)             # log of both terms
     torch.addcmul(logp_public, coef[:, :, None], log_ratio, out=exponents)         # log(q·r^c) = log term at λ=1
@@ -241,8 +252,7 @@ def search_lambda(
     anchor = torch.gather(points, -1, first_out)                                   # [N, 1], in [LAMBDA_MIN, 1]
     # The tail at the anchor, exactly: q·(1 + A·x)^a and q·(1 + A·x)^(1−a) (log_ratio is spent).
     log_m = log_ratio.expm1_().mul_(anchor).log1p_()                               # log(1 + A·x)
-    torch.addcmul(logp_public, coef[:, :, None], log_m, out=exponents)
-    tails = exponents.exp_().scatter_(-1, head.expand(2, n, k), 0.0).sum(dim=-1)  # [2, N]
+    tails = _tail_sums(logp_public, coef, log_m, head, out=exponents)              # [2, N]
     # Second grid: fractions of A, head exact + the tail's chord over [0, A].
     points = anchor * fractions
     chords = tail_q[:, None] + fractions * (tails[:, :, None] - tail_q[:, None])   # [2, N, M]
