@@ -25,7 +25,7 @@ from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
-from dpfusion_chains.core.kvcache import assemble, new_cache
+from dpfusion_chains.core.kvcache import assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
@@ -113,7 +113,7 @@ class DecodeBatch:
         self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
         self.logits: torch.Tensor | None = None       # [B, V] next-token logits, not yet sampled
         self.plan: StepPlan | None = None
-        self.mergeable = new_cache(model) is not None  # more than one request needs an assembled cache
+        self.mergeable = supports_reserved_cache(model)  # more than one request needs an assembled cache
 
     def __len__(self) -> int:
         return len(self.requests)

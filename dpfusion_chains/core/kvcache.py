@@ -197,8 +197,8 @@ def _runs(moves: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     return [(d, s, n) for d, s, n in runs]
 
 
-def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:
-    """A ReservedCache for `model`, or None when its layers are not all plain full attention."""
+def _full_attention_layers(model: Any) -> int | None:
+    """How many cache layers `model` has when all are plain full attention (DynamicLayer), else None."""
     config = getattr(model, "config", None)
     if config is None:
         return None
@@ -208,4 +208,15 @@ def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:
         return None
     if not probe.layers or any(type(layer) is not DynamicLayer for layer in probe.layers):
         return None
-    return ReservedCache(len(probe.layers), reserve)
+    return len(probe.layers)
+
+
+def supports_reserved_cache(model: Any) -> bool:
+    """Whether `model` gets a ReservedCache (and so can have caches assembled and trimmed)."""
+    return _full_attention_layers(model) is not None
+
+
+def new_cache(model: Any, reserve: int = 0) -> ReservedCache | None:
+    """A ReservedCache for `model`, or None when its layers are not all plain full attention."""
+    layers = _full_attention_layers(model)
+    return None if layers is None else ReservedCache(layers, reserve)

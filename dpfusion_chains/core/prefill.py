@@ -19,7 +19,7 @@ stored next-token logits. Nothing of a group view beyond the shared prefix is ev
 
 Models without packed attention (core.packing.install) compute each suffix length as one
 forward from a copy of the base; models whose cache cannot be assembled (sliding-window or
-linear-attention layers, core.kvcache.new_cache) prefill each request alone, its suffixes
+linear-attention layers, core.kvcache.supports_reserved_cache) prefill each request alone, its suffixes
 left-padded into one forward.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core import packing
-from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache
+from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache, supports_reserved_cache
 from dpfusion_chains.core.matmul import active as weight_major_active
 from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix, common_length
 
@@ -99,7 +99,7 @@ def prefill_requests(model: Any, requests: list[tuple[list[list[int]], int]], pa
                      store: PrefixCache | None = None) -> list[Prefilled]:
     """Prefill requests given as (rows, reserve): rows[0] the public view, `reserve` positions
     per row kept for the tokens to come. `store` is read for, and given, public views only."""
-    if new_cache(model) is None:
+    if not supports_reserved_cache(model):
         return [_padded(model, rows, reserve, pad_id, device) for rows, reserve in requests]
     views: list[list[_View | None]] = [[None] * len(rows) for rows, _ in requests]
     hits: list[StoredPrefix | None] = []

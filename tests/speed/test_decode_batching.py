@@ -95,14 +95,14 @@ def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_sam
     """Models whose cache cannot be assembled keep the padded suffix pass, and the scheduler gives
     each of their requests a loop of its own; tokens do not change."""
     import dpfusion_chains.core.decode as decode_module
-    import dpfusion_chains.core.prefill as prefill_module
+    from dpfusion_chains.core import kvcache
 
     with_merge = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))]
     calls = [(ask("Jane Roe"), 1), (ask("Bob Stone, born 1990", "u2"), 2)]
     batched = [r.token_ids for r in engine.generate_batch([{"messages": m, "seed": s} for m, s in calls],
                                                           beta=0.05, max_new_tokens=6)]
-    for module in (prefill_module, decode_module):
-        monkeypatch.setattr(module, "new_cache", lambda model, reserve=0: None)
+    monkeypatch.setattr(kvcache, "_full_attention_layers", lambda model: None)  # as for a sliding-window model
+    assert kvcache.new_cache(engine.model) is None and not kvcache.supports_reserved_cache(engine.model)
     assert [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2))] == with_merge
     # the scheduler decodes such requests one loop each, never two in one cache
     assert [r.token_ids for r in engine.generate_batch([{"messages": m, "seed": s} for m, s in calls],
