@@ -19,8 +19,8 @@ stored next-token logits. Nothing of a group view beyond the shared prefix is ev
 
 Models without packed attention (core.packing.install) compute each suffix length as one
 forward from a copy of the base; models whose cache cannot be assembled (sliding-window or
-linear-attention layers, core.kvcache.supports_reserved_cache) prefill each request alone, its suffixes
-left-padded into one forward.
+linear-attention layers, core.kvcache.supports_reserved_cache) prefill each request alone, its
+suffixes left-padded into one forward.
 """
 
 from __future__ import annotations
