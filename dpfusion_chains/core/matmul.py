@@ -146,7 +146,7 @@ def install(model: Any, pack: PackSetting = "auto") -> int:
     copy until a packed layer's first product; returns how many were swapped."""
     layers = [m for m in model.modules() if type(m) is nn.Linear and getattr(m, "weight", None) is not None
               and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32]
-    packed = _packed_layers(model, layers, pack) if _onednn() else set()
+    packed = _packed_layers(model, layers, pack) if onednn_available() else set()
     for layer in layers:
         layer.__class__ = PackedLinear if layer in packed else WeightMajorLinear
     return len(layers)
@@ -186,7 +186,8 @@ def _output_layer(model: Any) -> Any:
     return get_output() if callable(get_output) else None
 
 
-def _onednn() -> bool:
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN and its linear op (the packed products here, core.prefill_attention)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
@@ -196,4 +197,4 @@ def _pack(weight: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackSetting", "PackedLinear", "WeightMajorLinear",
-           "WeightMajorSetting", "active", "install", "wants_weight_major"]
+           "WeightMajorSetting", "active", "install", "onednn_available", "wants_weight_major"]

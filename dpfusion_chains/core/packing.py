@@ -14,6 +14,10 @@ Measured with SmolLM2-135M on a 2-core CPU, 7 suffixes of 113–214 tokens over 
 base: 5.8 s one forward each, 4.7 s packed (see benchmarks/batch_bench.py for the effect on
 requests batched together).
 
+On a CPU a piece of at least prefill_attention.MIN_QUERIES tokens is attended through oneDNN
+products (core.prefill_attention), else through SDPA with the piece's mask; the engine also sends
+a shared opening through here as one piece, so that it gets those products too.
+
 `install` gives the model an attention implementation that is transformers' SDPA function
 unless the forward is called with `packed=PackedPieces(...)`, so every other call (decode
 steps, the user's own calls, torch.compile graphs) computes exactly as before.
@@ -26,6 +30,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from dpfusion_chains.core import prefill_attention
 
 ATTENTION = "dpfusion_sdpa"  # the implementation name models get from `install`
 _registered = False
@@ -91,11 +97,16 @@ def packed_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     out = torch.empty_like(query)
     own = packed.base_length
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5  # SDPA's default
     for base, start, n in zip(packed.bases, packed.starts, packed.lengths):
         keys = torch.cat([key[:, :, :base], key[:, :, own + start:own + start + n]], dim=2)
         values = torch.cat([value[:, :, :base], value[:, :, own + start:own + start + n]], dim=2)
+        queries = query[:, :, start:start + n]
+        if not dropout and prefill_attention.applies(queries):  # a CPU: oneDNN products
+            prefill_attention.piece_attention(queries, keys, values, base, scale, out[0, :, start:start + n])
+            continue
         out[:, :, start:start + n] = F.scaled_dot_product_attention(
-            query[:, :, start:start + n], keys, values, attn_mask=_piece_mask(base, n, query.device),
+            queries, keys, values, attn_mask=_piece_mask(base, n, query.device),
             dropout_p=dropout, scale=scaling, enable_gqa=gqa_in_kernel)
     return out.transpose(1, 2).contiguous(), None
 

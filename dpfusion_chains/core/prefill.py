@@ -68,11 +68,13 @@ class _View:
 
 
 def forward_last(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
-                 cache: Any) -> tuple[torch.Tensor, Any]:
-    """One eager forward: ([rows, V] logits of the last position, the cache)."""
+                 cache: Any, packed: packing.PackedPieces | None = None) -> tuple[torch.Tensor, Any]:
+    """One eager forward: ([rows, V] logits of the last position, the cache); `packed` for a
+    model switched by core.packing.install."""
+    extra = {} if packed is None else {"packed": packed}
     with weight_major_active():  # layers swapped by core.matmul.install compute few rows weight-major
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
+                    use_cache=True, logits_to_keep=1, **extra)
     return out.logits[:, -1, :], out.past_key_values
 
 
@@ -137,7 +139,10 @@ def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[
     if len(base_tokens) < len(prefix):  # a stored prefix shorter than the shared one: compute the rest
         start = len(base_tokens)
         ids = torch.tensor([prefix[start:]], dtype=torch.long, device=device)
-        _, base = forward_last(model, ids, None, torch.arange(start, len(prefix), device=device)[None], base)
+        # On a CPU as one packed piece over what is stored, for core.prefill_attention's products
+        whole = packing.PackedPieces.of(start, [(start, len(prefix) - start)]) \
+            if device.type == "cpu" and packing.supports(model) else None
+        _, base = forward_last(model, ids, None, torch.arange(start, len(prefix), device=device)[None], base, whole)
         base_tokens = prefix
     rows_of = {r: rows for r, rows, _ in members}
     pieces: dict[tuple[int, tuple[int, ...]], list[tuple[int, int]]] = {}  # (base seen, suffix) → views

@@ -5,7 +5,7 @@ repeated across requests is computed once; every other call of the model is unch
 import pytest
 import torch
 
-from dpfusion_chains.core import packing
+from dpfusion_chains.core import packing, prefill_attention
 from dpfusion_chains.core import prefill as prefill_module
 from dpfusion_chains.core.prefill import prefill_requests
 from dpfusion_chains.testing import tiny_engine
@@ -43,8 +43,16 @@ def prefill_all(engine, requests, reserve=3):
     return out, calls, specs
 
 
-def test_requests_prefilled_together_get_what_each_row_has_alone(engine):
+@pytest.mark.parametrize("min_queries", [prefill_attention.MIN_QUERIES, 1])
+def test_requests_prefilled_together_get_what_each_row_has_alone(engine, monkeypatch, min_queries):
+    """Also with every piece through core.prefill_attention's products (min_queries=1; these
+    pieces are shorter than its MIN_QUERIES)."""
+    monkeypatch.setattr(prefill_attention, "MIN_QUERIES", min_queries)
+    used = []
+    original = prefill_attention.piece_attention
+    monkeypatch.setattr(prefill_attention, "piece_attention", lambda *a, **k: (used.append(1), original(*a, **k)))
     prefilled, _, _ = prefill_all(engine, REQUESTS)
+    assert bool(used) == (min_queries == 1)
     with torch.inference_mode():
         for rows, p in zip(REQUESTS, prefilled):
             width = max(len(row) for row in rows)
@@ -89,11 +97,13 @@ def test_no_piece_sees_another(engine):
 
 def test_packed_forwards_are_bounded_and_give_the_same_rows(engine, monkeypatch):
     packed, _, specs = prefill_all(engine, REQUESTS)
-    assert [spec.lengths for spec in specs] == [(3, 5, 2, 1, 3, 3), (5,), (2, 4)]
+    # on a CPU a shared opening is a packed forward of one piece too (core.prefill_attention)
+    assert [spec.lengths for spec in specs] == [(7,), (3, 5, 2, 1, 3, 3), (5,), (2,), (2, 4)]
+    assert [(spec.base_length, spec.bases) for spec in specs if spec.lengths in ((7,), (2,))] == [(0, (0,))] * 2
     monkeypatch.setattr(prefill_module, "PACK_TOKENS", 4)
     split, _, specs = prefill_all(engine, REQUESTS)
     # 4 tokens at most, or one longer piece alone
-    assert [spec.lengths for spec in specs] == [(3,), (5,), (2, 1), (3,), (3,), (5,), (2,), (4,)]
+    assert [spec.lengths for spec in specs] == [(7,), (3,), (5,), (2, 1), (3,), (3,), (5,), (2,), (2,), (4,)]
     for a, b in zip(packed, split):
         assert torch.allclose(a.logits, b.logits, atol=1e-4)
 

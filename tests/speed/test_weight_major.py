@@ -222,7 +222,7 @@ def test_where_onednn_cannot_pack_the_output_layer_stays_weight_major(monkeypatc
     with torch.inference_mode(), active():
         out = model.head(x)
     assert torch.allclose(out, reference.head(x), atol=1e-5) and matmul._packed[model.head][1] is None
-    monkeypatch.setattr(matmul, "_onednn", lambda: False)
+    monkeypatch.setattr(matmul, "onednn_available", lambda: False)
     plain = TinyLM()
     install(plain)
     assert type(plain.head) is WeightMajorLinear
