@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import packing
+from dpfusion_chains.core import packing, prefill_attention
 from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache, supports_reserved_cache
 from dpfusion_chains.core.matmul import active as weight_major_active
 from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix, common_length
@@ -139,9 +139,10 @@ def _prefill_group(model: Any, prefix: list[int], members: list[tuple[int, list[
     if len(base_tokens) < len(prefix):  # a stored prefix shorter than the shared one: compute the rest
         start = len(base_tokens)
         ids = torch.tensor([prefix[start:]], dtype=torch.long, device=device)
-        # On a CPU as one packed piece over what is stored, for core.prefill_attention's products
-        whole = packing.PackedPieces.of(start, [(start, len(prefix) - start)]) \
-            if device.type == "cpu" and packing.supports(model) else None
+        # As one packed piece over what is stored where core.prefill_attention computes it (a CPU)
+        n = len(prefix) - start
+        whole = packing.PackedPieces.of(start, [(start, n)]) \
+            if packing.supports(model) and prefill_attention.takes(n, model.dtype, device) else None
         _, base = forward_last(model, ids, None, torch.arange(start, len(prefix), device=device)[None], base, whole)
         base_tokens = prefix
     rows_of = {r: rows for r, rows, _ in members}

@@ -27,11 +27,15 @@ BLOCK = 256        # queries per product; 128–512 measured alike
 MIN_QUERIES = 32   # shorter pieces keep SDPA, whose fixed cost is lower
 
 
+def takes(tokens: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a piece of `tokens` queries of this dtype on this device is computed here."""
+    return (torch.device(device).type == "cpu" and dtype == torch.float32 and tokens >= MIN_QUERIES
+            and not torch.compiler.is_compiling() and onednn_available())
+
+
 def applies(query: torch.Tensor) -> bool:
-    """Whether `piece_attention` takes these queries ([1, heads, n, dim])."""
-    return (query.device.type == "cpu" and query.dtype == torch.float32 and query.shape[2] >= MIN_QUERIES
-            and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and query.requires_grad)
-            and onednn_available())
+    """Whether `piece_attention` takes these queries ([1, heads, n, dim]): `takes`, and no autograd."""
+    return takes(query.shape[2], query.dtype, query.device) and not (torch.is_grad_enabled() and query.requires_grad)
 
 
 def _product(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -63,4 +67,4 @@ def piece_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
             out[heads_of, start:end] = _product(weights, head_values_t[:, :seen].contiguous()).view(group, rows, dim)
 
 
-__all__ = ["BLOCK", "MIN_QUERIES", "applies", "piece_attention"]
+__all__ = ["BLOCK", "MIN_QUERIES", "applies", "piece_attention", "takes"]

@@ -97,14 +97,24 @@ def test_no_piece_sees_another(engine):
 
 def test_packed_forwards_are_bounded_and_give_the_same_rows(engine, monkeypatch):
     packed, _, specs = prefill_all(engine, REQUESTS)
-    # on a CPU a shared opening is a packed forward of one piece too (core.prefill_attention)
-    assert [spec.lengths for spec in specs] == [(7,), (3, 5, 2, 1, 3, 3), (5,), (2,), (2, 4)]
-    assert [(spec.base_length, spec.bases) for spec in specs if spec.lengths in ((7,), (2,))] == [(0, (0,))] * 2
+    assert [spec.lengths for spec in specs] == [(3, 5, 2, 1, 3, 3), (5,), (2, 4)]
     monkeypatch.setattr(prefill_module, "PACK_TOKENS", 4)
     split, _, specs = prefill_all(engine, REQUESTS)
     # 4 tokens at most, or one longer piece alone
-    assert [spec.lengths for spec in specs] == [(7,), (3,), (5,), (2, 1), (3,), (3,), (5,), (2,), (2,), (4,)]
+    assert [spec.lengths for spec in specs] == [(3,), (5,), (2, 1), (3,), (3,), (5,), (2,), (4,)]
     for a, b in zip(packed, split):
+        assert torch.allclose(a.logits, b.logits, atol=1e-4)
+
+
+def test_a_shared_opening_long_enough_for_prefill_attention_is_one_packed_piece(engine, monkeypatch):
+    """Openings of at least prefill_attention.MIN_QUERIES tokens (here 1) go through it as one
+    piece over what the cache holds; the rows stay what they are."""
+    before, _, _ = prefill_all(engine, REQUESTS)
+    monkeypatch.setattr(prefill_attention, "MIN_QUERIES", 1)
+    after, _, specs = prefill_all(engine, REQUESTS)
+    assert [spec.lengths for spec in specs] == [(7,), (3, 5, 2, 1, 3, 3), (5,), (2,), (2, 4)]
+    assert [(spec.base_length, spec.bases) for spec in specs if spec.lengths in ((7,), (2,))] == [(0, (0,))] * 2
+    for a, b in zip(before, after):
         assert torch.allclose(a.logits, b.logits, atol=1e-4)
 
 

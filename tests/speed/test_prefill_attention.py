@@ -53,3 +53,6 @@ def test_applies_to_float32_cpu_pieces_long_enough_without_autograd():
     assert not prefill_attention.applies(long.clone().requires_grad_())  # the oneDNN op has no gradient
     with torch.no_grad():
         assert prefill_attention.applies(long.clone().requires_grad_())
+    assert prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.float32, torch.device("cpu"))
+    assert not prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.bfloat16, torch.device("cpu"))
+    assert not prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.float32, torch.device("meta"))
