@@ -53,7 +53,8 @@ def piece_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
     kv_heads = keys.shape[1]
     group = heads // kv_heads
     queries = query[0] * scale                                                     # [heads, n, dim]
-    future = torch.full((block, block), float("-inf"), dtype=query.dtype, device=query.device).triu_(1)
+    size = min(block, n)
+    future = torch.full((size, size), float("-inf"), dtype=query.dtype, device=query.device).triu_(1)
     for h in range(kv_heads):
         head_keys, head_values_t = keys[0, h], values[0, h].t()                    # [L, dim], [dim, L]
         heads_of = slice(h * group, (h + 1) * group)
