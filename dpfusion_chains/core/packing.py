@@ -16,7 +16,7 @@ requests batched together).
 
 On a CPU a piece of at least prefill_attention.MIN_QUERIES tokens is attended through oneDNN
 products (core.prefill_attention), else through SDPA with the piece's mask; the engine also sends
-a shared opening through here as one piece, so that it gets those products too.
+a shared opening long enough for those products through here, as one piece.
 
 `install` gives the model an attention implementation that is transformers' SDPA function
 unless the forward is called with `packed=PackedPieces(...)`, so every other call (decode
