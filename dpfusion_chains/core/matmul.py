@@ -113,7 +113,7 @@ class PackedLinear(WeightMajorLinear):
             packed = self._packed_weight(weight)
         if packed is None:
             return super().forward(x)
-        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, self.bias, "none", [], "")
+        out = onednn_linear(x.reshape(-1, x.shape[-1]), packed, self.bias)
         return out.view(*x.shape[:-1], self.out_features)
 
     def _packed_weight(self, weight: torch.Tensor) -> torch.Tensor | None:
@@ -191,10 +191,16 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def onednn_linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """rows · weightᵀ (+ bias) through oneDNN's linear op: [m, k] rows, weight [n, k] packed by
+    `_pack` or plain and contiguous (a strided one falls to a very slow path)."""
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
+
+
 def _pack(weight: torch.Tensor) -> torch.Tensor:
     """`weight` ([out, in]) in oneDNN's blocked layout for products with few rows."""
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
 
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackSetting", "PackedLinear", "WeightMajorLinear",
-           "WeightMajorSetting", "active", "install", "onednn_available", "wants_weight_major"]
+           "WeightMajorSetting", "active", "install", "onednn_available", "onednn_linear", "wants_weight_major"]

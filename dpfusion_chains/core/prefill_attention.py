@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from dpfusion_chains.core.matmul import onednn_available
+from dpfusion_chains.core.matmul import onednn_available, onednn_linear
 
 BLOCK = 256        # queries per product; 128–512 measured alike
 MIN_QUERIES = 32   # shorter pieces keep SDPA, whose fixed cost is lower
@@ -36,11 +36,6 @@ def takes(tokens: int, dtype: torch.dtype, device: torch.device) -> bool:
 def applies(query: torch.Tensor) -> bool:
     """Whether `piece_attention` takes these queries ([1, heads, n, dim]): `takes`, and no autograd."""
     return takes(query.shape[2], query.dtype, query.device) and not (torch.is_grad_enabled() and query.requires_grad)
-
-
-def _product(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """rows · weightᵀ through oneDNN ([m, k] · [n, k]ᵀ -> [m, n]; both contiguous)."""
-    return torch.ops.mkldnn._linear_pointwise(rows, weight, None, "none", [], "")
 
 
 def piece_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, base: int, scale: float,
@@ -62,10 +57,11 @@ def piece_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
             end = min(start + block, n)
             rows, seen = end - start, base + end
             q = queries[heads_of, start:end].reshape(group * rows, dim)
-            scores = _product(q, head_keys[:seen]).view(group, rows, seen)
+            scores = onednn_linear(q, head_keys[:seen]).view(group, rows, seen)
             scores[:, :, base + start:].add_(future[:rows, :rows])                 # own keys: causally
             weights = torch.softmax(scores, dim=-1).view(group * rows, seen)
-            out[heads_of, start:end] = _product(weights, head_values_t[:, :seen].contiguous()).view(group, rows, dim)
+            mixed = onednn_linear(weights, head_values_t[:, :seen].contiguous())          # [group·rows, dim]
+            out[heads_of, start:end] = mixed.view(group, rows, dim)
 
 
 __all__ = ["BLOCK", "MIN_QUERIES", "applies", "piece_attention", "takes"]
