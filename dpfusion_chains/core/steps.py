@@ -119,12 +119,15 @@ def mix_rows(probs: torch.Tensor, lam: torch.Tensor | None, plan: StepPlan) -> t
     Rows are added in the same order whatever else is in the batch, so a request's distribution
     does not depend on its batch companions (on the CPU; CUDA's index_add_ order may vary). When
     every request has as many rows, a sum over [R, rows, V] adds them: like index_add_ it adds each
-    request's rows from 0 in row order (bit for bit the same, tested), in one op instead of two."""
+    request's rows from 0 in row order (bit for bit the same, tested), in one op instead of two.
+
+    `probs` is overwritten (each row scaled by its weight): a decode step has no use for it
+    afterwards, and a fresh [B, V] buffer cost ~30 µs of a four-group step on the dev CPU."""
     weights = plan.public_weights
     if lam is not None:
         share = lam * plan.inverse_groups
         weights = weights.index_copy(0, plan.group_rows, share).index_add_(0, plan.group_public_rows, -share)
-    weighted = probs * weights[:, None]
+    weighted = probs.mul_(weights[:, None])
     if plan.rows_each is not None:
         return weighted.view(plan.n_requests, plan.rows_each, -1).sum(dim=1)
     mixed = torch.zeros((plan.n_requests, probs.shape[-1]), dtype=probs.dtype, device=probs.device)

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dpfusion_chains.core.fusion as fusion_module
 from dpfusion_chains.core.accounting import c_alpha
 from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, renyi_divergence, sample_rows,
                                          search_lambda, search_limits, symmetric_renyi)
@@ -153,7 +154,6 @@ def _unsure_public_sure_private(seed: int, vocab: int = 5000) -> tuple[torch.Ten
 def test_a_loose_chord_is_refined_toward_lambda_star(monkeypatch, seed):
     """The tail holds most of p_g's mass and curves strongly: one chord over [0, A] admitted only
     λ = 0; summing the tail at more knots, a few rounds, comes within 5 % of λ*."""
-    import dpfusion_chains.core.fusion as fusion_module
 
     lp, lq = _unsure_public_sure_private(seed)
     exact = _bisected_lambda(lp, lq, 0.28, 4.0)
@@ -173,7 +173,6 @@ def test_refined_rows_keep_the_order_2alpha_bound_and_never_lose_lambda(data, vo
     (float64) and at least the λ of the single chord."""
     from unittest import mock
 
-    import dpfusion_chains.core.fusion as fusion_module
 
     pub = _logits(data.draw, vocab, scale)
     priv = pub + _logits(data.draw, vocab, scale)
@@ -231,6 +230,42 @@ def test_a_token_the_public_view_cannot_draw_forces_lambda_zero_from_the_head_or
     assert lam[0] == 0.0 and lam[1] == alone[0] > 0.0
 
 
+def test_the_head_is_ranked_by_the_larger_log_term_at_lambda_one():
+    """One [N, V] expression ranks as max(log q + a·log r, log q + (1 − a)·log r) does, the infinite
+    terms (p_g = 0 < q: +inf; q = 0 < p_g: NaN) first, as topk puts NaN."""
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(3, 4000, generator=gen) * 4
+    logits[1:, :5] = float("-inf")                      # p_g = 0 < q
+    logits[0, 5:9] = float("-inf")                      # q = 0 < p_g
+    logits[:, 9:12] = float("-inf")                     # absent from both
+    lp = torch.log_softmax(logits, -1)
+    lp_pub, order = lp[:1].expand(2, -1), torch.tensor([2.5, 8.0])
+    log_ratio = fusion_module._log_ratio(lp[1:], lp_pub)
+    got = fusion_module._largest_log_terms(log_ratio.clone(), lp_pub, order)
+    a = order[:, None]
+    want = torch.maximum(lp_pub + a * log_ratio, lp_pub + (1 - a) * log_ratio)
+    finite = want.isfinite()
+    assert torch.equal(finite, got.isfinite()) and torch.allclose(got[finite], want[finite], rtol=0, atol=1e-4)
+    assert got[:, :9].isnan().all() and (got[:, 9:12] == float("-inf")).all()
+    assert torch.topk(got, 40).indices[:, :9].sort().values.tolist() == [list(range(9))] * 2
+
+
+def test_base_2_sums_equal_the_natural_ones():
+    """The tail is summed as exp2 of base-2 logs (_log2: a repeated row stays one row)."""
+    gen = torch.Generator().manual_seed(7)
+    lp = torch.log_softmax(torch.randn(3, 3000, generator=gen) * 3, -1)
+    lp_pub = lp[:1].expand(2, -1)
+    log2_pub = fusion_module._log2(lp_pub)
+    assert log2_pub.stride(0) == 0 and torch.allclose(log2_pub, lp_pub / math.log(2.0))
+    coef = torch.tensor([[4.0, 2.5], [-3.0, -1.5]])
+    log_m = torch.log1p(0.3 * torch.expm1(lp[1:] - lp_pub))
+    head = torch.topk(lp[1:], 50).indices
+    got = fusion_module._tail_sums(log2_pub, coef, log_m, head)
+    terms = (lp_pub.double()[None] + coef.double()[:, :, None] * log_m.double()[None]).exp()
+    want = terms.scatter(-1, head.expand(2, -1, -1), 0.0).sum(-1)
+    assert torch.allclose(got.double(), want, rtol=2e-6, atol=0)
+
+
 def test_the_callers_public_mass_and_limits_give_the_search_its_own_answer():
     gen = torch.Generator().manual_seed(5)
     lp = torch.log_softmax(torch.randn(4, 3000, generator=gen) * 3, -1)
@@ -276,7 +311,6 @@ def test_sampled_frequencies_follow_the_distribution_and_zero_tokens_never_come(
 @pytest.mark.parametrize(("u", "want"), [(0.0, 1), (1.0 - 2.0**-53, 2)])
 def test_the_extreme_uniforms_land_on_positive_tokens(monkeypatch, u, want):
     """u = 0 takes the first token with mass, u just below 1 the last one, not a trailing zero."""
-    import dpfusion_chains.core.fusion as fusion_module
 
     monkeypatch.setattr(fusion_module.torch, "rand", lambda *a, **k: torch.tensor([u], dtype=torch.float64))
     probs = torch.tensor([[0.0, 0.25, 0.75, 0.0, 0.0]])
