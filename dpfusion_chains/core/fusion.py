@@ -136,9 +136,9 @@ def _log2(logp: torch.Tensor) -> torch.Tensor:
     """log2 of the probabilities whose natural logs are `logp`; a repeated row (stride 0, as
     core.steps.public_rows gives on a CPU) is scaled once and repeated again.
 
-    The search's terms are summed as exp2 of base-2 logs: torch's CPU exp (and expm1, log,
-    log1p) goes through MKL's vector maths, which on AMD CPUs runs ~4× slower than the exp2
-    that torch vectorises itself (0.32 against 0.08 ns an element on the 2-core Zen 5 dev VM).
+    The search's terms are summed as exp2 of base-2 logs: torch's CPU exp (like expm1, log and
+    log1p), which ATen hands to MKL's vector maths where MKL is built in, ran ~4× slower than
+    the exp2 that torch vectorises itself on the AMD dev CPU (0.32 against 0.08 ns an element).
     Both are accurate to about an ulp; the base-2 argument carries one more rounding, of the
     same size as those already in the natural-log argument (|log term|·2^−24 relative)."""
     if logp.dim() == 2 and logp.shape[0] > 1 and logp.stride(0) == 0:
