@@ -266,6 +266,18 @@ def test_base_2_sums_equal_the_natural_ones():
     assert torch.allclose(got.double(), want, rtol=2e-6, atol=0)
 
 
+def test_the_excess_ratio_through_exp2_is_within_its_stated_error():
+    """x = r − 1 from log r errs by at most (|x| + 2·(1 + |log r|)·r)·2^−24; r = 0 and r = +inf
+    stay exact."""
+    log_r = torch.cat([torch.linspace(-30, 30, 20001), torch.tensor([0.0, 1e-7, -1e-7, float("-inf"), float("inf")])])
+    got = fusion_module._excess_ratio_(log_r.clone()).double()
+    want = torch.expm1(log_r.double())
+    finite = log_r.isfinite()
+    allowed = (want.abs() + 2 * (1 + log_r.double().abs()) * log_r.double().exp()) * 2.0**-24
+    assert ((got - want).abs()[finite] <= allowed[finite]).all()
+    assert got[-2].item() == -1.0 and got[-1].item() == float("inf")
+
+
 def test_the_callers_public_mass_and_limits_give_the_search_its_own_answer():
     gen = torch.Generator().manual_seed(5)
     lp = torch.log_softmax(torch.randn(4, 3000, generator=gen) * 3, -1)
