@@ -154,7 +154,6 @@ def _unsure_public_sure_private(seed: int, vocab: int = 5000) -> tuple[torch.Ten
 def test_a_loose_chord_is_refined_toward_lambda_star(monkeypatch, seed):
     """The tail holds most of p_g's mass and curves strongly: one chord over [0, A] admitted only
     λ = 0; summing the tail at more knots, a few rounds, comes within 5 % of λ*."""
-
     lp, lq = _unsure_public_sure_private(seed)
     exact = _bisected_lambda(lp, lq, 0.28, 4.0)
     lam, div = search_lambda(lp, lq, 0.28, 4.0)
@@ -172,7 +171,6 @@ def test_refined_rows_keep_the_order_2alpha_bound_and_never_lose_lambda(data, vo
     """Every row refined (REFINE_BELOW above 1), whatever its λ: each λ stays within its bound
     (float64) and at least the λ of the single chord."""
     from unittest import mock
-
 
     pub = _logits(data.draw, vocab, scale)
     priv = pub + _logits(data.draw, vocab, scale)
@@ -323,7 +321,6 @@ def test_sampled_frequencies_follow_the_distribution_and_zero_tokens_never_come(
 @pytest.mark.parametrize(("u", "want"), [(0.0, 1), (1.0 - 2.0**-53, 2)])
 def test_the_extreme_uniforms_land_on_positive_tokens(monkeypatch, u, want):
     """u = 0 takes the first token with mass, u just below 1 the last one, not a trailing zero."""
-
     monkeypatch.setattr(fusion_module.torch, "rand", lambda *a, **k: torch.tensor([u], dtype=torch.float64))
     probs = torch.tensor([[0.0, 0.25, 0.75, 0.0, 0.0]])
     assert sample_rows(probs, [None]).tolist() == [want]
