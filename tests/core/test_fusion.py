@@ -258,10 +258,11 @@ def test_base_2_sums_equal_the_natural_ones():
     coef = torch.tensor([[4.0, 2.5], [-3.0, -1.5]])
     log_m = torch.log1p(0.3 * torch.expm1(lp[1:] - lp_pub))
     head = torch.topk(lp[1:], 50).indices
-    got = fusion_module._tail_sums(log2_pub, coef, log_m, head)
     terms = (lp_pub.double()[None] + coef.double()[:, :, None] * log_m.double()[None]).exp()
     want = terms.scatter(-1, head.expand(2, -1, -1), 0.0).sum(-1)
-    assert torch.allclose(got.double(), want, rtol=2e-6, atol=0)
+    for one_pass in (None, True, False):  # a CPU's default (one power at a time), and a GPU's
+        got = fusion_module._tail_sums(log2_pub, coef, log_m, head, one_pass=one_pass)
+        assert torch.allclose(got.double(), want, rtol=2e-6, atol=0)
 
 
 def test_the_excess_ratio_through_exp2_is_within_its_stated_error():
@@ -274,6 +275,8 @@ def test_the_excess_ratio_through_exp2_is_within_its_stated_error():
     allowed = (want.abs() + 2 * (1 + log_r.double().abs()) * log_r.double().exp()) * 2.0**-24
     assert ((got - want).abs()[finite] <= allowed[finite]).all()
     assert got[-2].item() == -1.0 and got[-1].item() == float("inf")
+    assert torch.equal(fusion_module._excess_ratio_(log_r.clone(), via_exp2=True).double(), got)
+    assert torch.equal(fusion_module._excess_ratio_(log_r.clone(), via_exp2=False), torch.expm1(log_r))  # off a CPU
 
 
 def test_the_callers_public_mass_and_limits_give_the_search_its_own_answer():
