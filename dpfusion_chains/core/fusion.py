@@ -162,15 +162,15 @@ def _excess_ratio_(log_ratio: torch.Tensor, via_exp2: bool | None = None) -> tor
     return log_ratio.mul_(LOG2_E).exp2_().sub_(1.0)
 
 
-def _tail_sums(log2_public: torch.Tensor, coef: torch.Tensor, log_m: torch.Tensor, head: torch.Tensor,
+def _tail_sums(log2_public: torch.Tensor, coef2: torch.Tensor, log_m: torch.Tensor, head: torch.Tensor,
                out: torch.Tensor | None = None, one_pass: bool | None = None) -> torch.Tensor:
     """The tail at one λ per row, exactly ([2, N]): Σ off the head of q·(m/q)^c for c = a, 1 − a,
-    with log2_public = log2 q (_log2) and log_m = log(m/q) = log(1 + λ·x) ([N, V]); `out`
+    with log2_public = log2 q (_log2), coef2 = c·log2(e) ([2, N], as the head's sums take them) and
+    log_m = log(m/q) = log(1 + λ·x) ([N, V]); `out`
     ([N, V]) is used as scratch. By default one power at a time on a CPU: an [N, V] buffer still in
     cache is cheaper than a fresh [2, N, V] one (in a decode step, after the forward has streamed
     the weights through the caches); elsewhere both at once, in half the kernel launches.
     `one_pass` chooses."""
-    coef2 = coef * LOG2_E
     if one_pass is None:
         one_pass = log_m.device.type != "cpu"
     if one_pass:
@@ -201,12 +201,12 @@ def _refined_bound(rows: tuple[torch.Tensor, ...], top: torch.Tensor, rejected: 
     known (tail_q, tail_top). The tail is convex in λ, so on each span between knots it lies below
     that span's chord: every bound holds. Each span gets REFINE_POINTS points, the knots among them
     (every REFINE_POINTS-th, from 0)."""
-    logp_private, logp_public, log2_public, coef, head = rows
+    logp_private, logp_public, log2_public, coef2, head = rows
     n = head.shape[0]
     steps = torch.arange(1, REFINE_KNOTS + 1, dtype=top.dtype, device=top.device) / (REFINE_KNOTS + 1)
     knots = torch.cat([torch.zeros_like(top), rejected, rejected * (top / rejected) ** steps, top], dim=-1)
     x = _excess_ratio_(_log_ratio(logp_private, logp_public))
-    inner = [_tail_sums(log2_public, coef, torch.log1p(x * knots[:, j:j + 1]), head)   # rejected and the
+    inner = [_tail_sums(log2_public, coef2, torch.log1p(x * knots[:, j:j + 1]), head)  # rejected and the
              for j in range(1, REFINE_KNOTS + 2)]                                 # inner knots
     sums = [tail_q.expand(2, n), *inner, tail_top]
     values = torch.stack(sums, dim=-1)                                             # [2, R, J + 3]
@@ -305,7 +305,7 @@ def search_lambda(
     # The tail at the anchor, exactly: q·(1 + A·x)^a and q·(1 + A·x)^(1−a) (log_ratio is spent).
     log_m = _excess_ratio_(log_ratio).mul_(anchor).log1p_()                        # log(1 + A·x)
     log2_public = _log2(logp_public)
-    tails = _tail_sums(log2_public, coef, log_m, head, out=scratch)                # [2, N]
+    tails = _tail_sums(log2_public, coef2, log_m, head, out=scratch)               # [2, N]
     # Second grid: fractions of A, head exact + the tail's chord over [0, A].
     points = anchor * fractions
     chords = tail_q[:, None] + fractions * (tails[:, :, None] - tail_q[:, None])   # [2, N, M]
@@ -324,7 +324,7 @@ def search_lambda(
         for _ in range(REFINE_ROUNDS):
             if not loose.numel():
                 break
-            rows = (logp_private[loose], logp_public[loose], log2_public[loose], coef[:, loose], head[loose])
+            rows = (logp_private[loose], logp_public[loose], log2_public[loose], coef2[:, loose], head[loose])
             points_r, worst_r, at_knots = _refined_bound(rows, top[loose], rejected[loose], tail_q[loose],
                                                          tail_top[:, loose], lambda at: head_sums(at, loose))
             last_r = _feasible_prefix(worst_r, log_limit[loose])

@@ -261,7 +261,7 @@ def test_base_2_sums_equal_the_natural_ones():
     terms = (lp_pub.double()[None] + coef.double()[:, :, None] * log_m.double()[None]).exp()
     want = terms.scatter(-1, head.expand(2, -1, -1), 0.0).sum(-1)
     for one_pass in (None, True, False):  # a CPU's default (one power at a time), and a GPU's
-        got = fusion_module._tail_sums(log2_pub, coef, log_m, head, one_pass=one_pass)
+        got = fusion_module._tail_sums(log2_pub, coef / math.log(2.0), log_m, head, one_pass=one_pass)
         assert torch.allclose(got.double(), want, rtol=2e-6, atol=0)
 
 
