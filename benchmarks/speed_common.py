@@ -36,7 +36,8 @@ class StageTimers:
         self.reset()
         batch = decode_module.DecodeBatch
         self.saved = (decode_module.search_lambda, decode_module.mix_rows, batch.prefill, batch.join, batch.remove,
-                      decode_module.CompiledSearch.__call__, decode_module.public_masses)
+                      decode_module.CompiledSearch.__call__, decode_module.public_masses,
+                      decode_module.GraphedSearch.__call__)
 
     def _wrap(self, fn: Any, slot: str) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -51,11 +52,17 @@ class StageTimers:
 
     def _wrap_kernels(self, fn: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            # A graphed search calls the search it replays while it captures: that call is timed
+            # by the outer one (once), and no event may be recorded into a graph being captured.
+            if self._depth or torch.cuda.is_current_stream_capturing():
+                return fn(*args, **kwargs)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
+            self._depth += 1
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._depth -= 1
                 end.record()
                 self._events.append((start, end))
         return timed
@@ -75,10 +82,11 @@ class StageTimers:
         return self._host["leaving"]
 
     def __enter__(self) -> StageTimers:
-        search, mix, prefill, join, remove, compiled_search, masses = self.saved
+        search, mix, prefill, join, remove, compiled_search, masses, graphed_search = self.saved
         wrap_mixing = self._wrap_kernels if self.on_gpu else (lambda fn: self._wrap(fn, "mixing"))
         self.module.search_lambda = wrap_mixing(search)
         self.module.CompiledSearch.__call__ = wrap_mixing(compiled_search)  # the λ search when compiled
+        self.module.GraphedSearch.__call__ = wrap_mixing(graphed_search)    # and when replayed from graphs
         self.module.mix_rows = wrap_mixing(mix)
         self.module.public_masses = wrap_mixing(masses)  # the search's input, summed outside it
         self.module.DecodeBatch.prefill = self._wrap(prefill, "prefill")
@@ -89,11 +97,13 @@ class StageTimers:
     def __exit__(self, *exc: Any) -> None:
         batch = self.module.DecodeBatch
         (self.module.search_lambda, self.module.mix_rows, batch.prefill, batch.join, batch.remove,
-         self.module.CompiledSearch.__call__, self.module.public_masses) = self.saved
+         self.module.CompiledSearch.__call__, self.module.public_masses,
+         self.module.GraphedSearch.__call__) = self.saved
 
     def reset(self) -> None:
         self._host = {"mixing": 0.0, "prefill": 0.0, "leaving": 0.0}
         self._events: list[tuple[Any, Any]] = []
+        self._depth = 0
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +123,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-freed-memory", choices=list(SWITCH_FLAGS), default="auto",
                         help="glibc keeps freed memory for the next request (auto: on a CPU; process-wide, so "
                              "compare separate runs)")
+    parser.add_argument("--graph-search", choices=list(SWITCH_FLAGS), default="auto",
+                        help="the λ search replayed from CUDA graphs (auto: on a CUDA GPU)")
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +132,8 @@ def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"prefix_cache_tokens": args.prefix_cache_tokens,
             "weight_major": SWITCH_FLAGS[args.weight_major], "packed_weights": SWITCH_FLAGS[args.packed_weights],
             "packed_prefill": args.packed_prefill == "on",
-            "compile": COMPILE_FLAGS[args.compile], "keep_freed_memory": SWITCH_FLAGS[args.keep_freed_memory]}
+            "compile": COMPILE_FLAGS[args.compile], "keep_freed_memory": SWITCH_FLAGS[args.keep_freed_memory],
+            "graph_search": SWITCH_FLAGS[args.graph_search]}
 
 
 def flags_suffix(args: argparse.Namespace) -> str:
@@ -131,6 +144,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
     parts += [] if args.packed_prefill == "on" else ["unpacked"]
     parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
     parts += [] if args.keep_freed_memory == "auto" else [f"keepfreed-{args.keep_freed_memory}"]
+    parts += [] if args.graph_search == "auto" else [f"graphsearch-{args.graph_search}"]
     return "".join("_" + p for p in parts)
 
 

@@ -112,7 +112,9 @@ class CompiledSearch:
     The result is the same function up to float32 rounding, which the enforced bound's margin
     covers as it covers the eager search's (fusion.enforced_bound); the white-box audit
     re-checks the chosen λ in float64 either way. If the graph cannot be built or run, the call
-    is answered eagerly and later calls stay eager (the search is pure: nothing to undo)."""
+    is answered eagerly and later calls stay eager (the search is pure: nothing to undo). The
+    engine replays it from CUDA graphs by default (core.graphed_search), which removes the
+    launches its fused kernels still cost."""
 
     def __init__(self, backend: str | Callable[..., Any] = "inductor") -> None:
         self._fn = torch.compile(search_lambda, fullgraph=True, dynamic=True, backend=backend)

@@ -25,6 +25,7 @@ from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
+from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.kvcache import assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
@@ -97,9 +98,12 @@ class DecodeBatch:
     logits waiting to be sampled, and the index plan of the fused step."""
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None,
-                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
+                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None,
+                 search: GraphedSearch | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled                      # optional compiled step (core.compiled)
+        # the λ search replayed from CUDA graphs (core.graphed_search); else the compiled or eager one
+        self.search = search if search is not None else compiled.search if compiled is not None else None
         self.prefixes = prefixes                      # optional store of public-view KV (core.prefix_cache)
         self.static: StaticBatch | None = None        # the cache frozen for it; None while eager
         if pad_id is None:
@@ -215,8 +219,7 @@ class DecodeBatch:
         requests are removed before the forward."""
         if self.plan is None:
             self.plan = StepPlan.build(self.requests, self.device)
-        tokens, failed = fused_step(self.logits, self.requests, self.plan,
-                                    self.compiled.search if self.compiled is not None else None)
+        tokens, failed = fused_step(self.logits, self.requests, self.plan, self.search)
         token_list = tokens.tolist()  # the one host sync per step: needed for the stop check
         events: list[tuple[int, str, bool, Exception | None]] = []
         gone: set[int] = set()
@@ -297,10 +300,10 @@ def compaction_order(sizes: list[int], gone: set[int]) -> list[int]:
 
 
 def fused_step(logits: torch.Tensor, requests: list[DecodeRequest], plan: StepPlan,
-               search: CompiledSearch | None = None) -> tuple[torch.Tensor, dict[int, Exception]]:
+               search: CompiledSearch | GraphedSearch | None = None) -> tuple[torch.Tensor, dict[int, Exception]]:
     """Sample one token per request from its DP-Fusion mixture: ([R] token ids, failures by position).
     A request whose chosen mixture fails the audit gets no token (fail closed). `search`: the
-    compiled λ search (core.compiled), else the eager one."""
+    compiled (core.compiled) or graphed (core.graphed_search) λ search, else the eager one."""
     scaled = logits.float() if plan.temperatures is None else logits.float() / plan.temperatures
     logp = torch.log_softmax(scaled, dim=-1)
     # Candidate sets (top-k/top-p) come from the public row alone and apply to all the request's rows.

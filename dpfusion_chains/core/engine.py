@@ -24,6 +24,8 @@ from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
+from dpfusion_chains.core.fusion import search_lambda
+from dpfusion_chains.core.graphed_search import GraphedSearch, wants_graph_search
 from dpfusion_chains.core.matmul import PackSetting, WeightMajorSetting, wants_weight_major
 from dpfusion_chains.core.matmul import install as install_weight_major
 from dpfusion_chains.core.models import (DEFAULT_MODEL_NAME, SwitchSetting, load_default, load_model, resolve_device,
@@ -84,6 +86,8 @@ class DPFusionEngine:
     `keep_freed_memory` ("auto": on a CPU) keeps memory that glibc would give back to the kernel
     for the next request's cache and activations (core.freed_memory: process-wide; fresh pages
     cost ~1 ms per MB on the dev machine); the resident size then stays near its peak.
+    `graph_search` ("auto": on a CUDA GPU) replays the λ search from CUDA graphs, one per batch
+    shape (core.graphed_search: the same kernels, one launch instead of dozens).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device | None = None,
@@ -91,7 +95,8 @@ class DPFusionEngine:
                  chat_template: str | None = None, audit: bool = False, compile: CompileSetting = "auto",
                  prefix_cache_tokens: int = PREFIX_CACHE_TOKENS, weight_major: WeightMajorSetting = "auto",
                  packed_weights: PackSetting = "auto", packed_prefill: bool = True,
-                 keep_freed_memory: SwitchSetting = "auto", **defaults: Any) -> None:
+                 keep_freed_memory: SwitchSetting = "auto", graph_search: SwitchSetting = "auto",
+                 **defaults: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
         # resolve_device: "auto", and a clear error for a GPU that is not there (device="cuda" on a CPU machine)
@@ -105,6 +110,8 @@ class DPFusionEngine:
             tokenizer.pad_token = tokenizer.eos_token
         # Built lazily by torch at the first decode step; the eager step stays the reference.
         self.compiled = CompiledForward(model) if wants_compile(compile, self.device) else None
+        searched = self.compiled.search if self.compiled is not None and self.compiled.search else search_lambda
+        self.search = GraphedSearch(searched) if wants_graph_search(graph_search, self.device) else None
         self.prefixes = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
         resolve_flag("packed_weights", packed_weights, True)  # refuse a bad value even with weight_major off
         if wants_weight_major(weight_major, self.device):
@@ -119,7 +126,7 @@ class DPFusionEngine:
             packing.uninstall(model)
         # Concurrent calls (threads, asyncio executors, adapters) share one batched decode loop.
         self._scheduler = DecodeScheduler(model, tokenizer, self.device, compiled=self.compiled,
-                                          prefixes=self.prefixes)
+                                          prefixes=self.prefixes, search=self.search)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

@@ -44,6 +44,7 @@ import torch
 
 from dpfusion_chains.core.compiled import CompiledForward
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.omp_pool import release_thread_pool
 from dpfusion_chains.core.prefill import Prefilled
 from dpfusion_chains.core.prefix_cache import PrefixCache
@@ -99,9 +100,11 @@ class DecodeScheduler:
     """Packs the requests of concurrent callers into one batched decode loop."""
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_rows: int = 64,
-                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None) -> None:
+                 compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None,
+                 search: GraphedSearch | None = None) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.compiled = compiled          # optional compiled decode step, shared by every loop
+        self.search = search              # optional graphed λ search (its graphs), shared by every loop
         self.prefixes = prefixes          # optional public-view KV store, shared by every loop
         self.max_rows = max_rows          # views decoded together at most (memory and step time)
         self._lock = threading.Lock()  # guards _pending, _arriving, _driving, _worker
@@ -199,7 +202,8 @@ class DecodeScheduler:
                 self._driving, self._batch = False, None
 
     def _new_batch(self) -> DecodeBatch:
-        return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes)
+        return DecodeBatch(self.model, self.tokenizer, self.device, compiled=self.compiled, prefixes=self.prefixes,
+                           search=self.search)
 
     @staticmethod
     def _prefill(batch: DecodeBatch, arrived: list[Ticket]) -> list[tuple[Ticket, Prefilled]]:

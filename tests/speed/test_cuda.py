@@ -28,6 +28,8 @@ REQUESTS = [
 ]
 MESSAGES = [{"role": "user", "content": ["Patient note: ", private("Alice Smith, born 1970, has diabetes."),
                                          " Summarise the note."]}]
+TWO_UNITS = [{"role": "user", "content": ["Notes: ", private("Alice Smith, born 1970.", unit="alice"), " and ",
+                                          private("Bob Jones has asthma.", unit="bob"), " Summarise them."]}]
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,15 @@ def test_half_precision_weights_mix_in_float32_and_pass_the_float64_audit(tokeni
     assert all(d <= result.bound + 1e-6 for step in result.divergences for d in step)
 
 
-def test_a_decode_step_synchronises_with_the_host_once(tokenizer):
-    engine = cuda_engine(tokenizer, torch.bfloat16)
+@pytest.mark.parametrize("graph_search", [False, "auto"])
+def test_a_decode_step_synchronises_with_the_host_once(tokenizer, graph_search):
+    engine = cuda_engine(tokenizer, torch.bfloat16, graph_search=graph_search)
     requests = [engine._prepare(MESSAGES, make_settings(beta=0.05, max_new_tokens=40, seed=i), None, None, None).request
                 for i in range(3)]
-    batch = DecodeBatch(engine.model, engine.tokenizer, engine.device, prefixes=engine.prefixes)
+    batch = DecodeBatch(engine.model, engine.tokenizer, engine.device, prefixes=engine.prefixes, search=engine.search)
     with torch.inference_mode():
         batch.add(requests)
-        batch.step()  # the first step builds the step plan (host → device copies, once)
+        batch.step()  # the first step builds the step plan (host → device copies, once) and captures the search
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("warn")
         try:
@@ -128,3 +131,47 @@ def test_the_compiled_lambda_search_on_cuda_keeps_every_row_within_its_bound():
         assert not search.broken and torch.allclose(lam, want, atol=2e-2)
         exact = symmetric_renyi(mixture_logprobs(lam.double(), private_.double(), public.double()), public.double(), 2.0)
         assert (exact <= bound.double()).all() and (div.double() >= exact * (1 - 1e-4)).all()
+
+
+def search_inputs(rows: int, seed: int):
+    from dpfusion_chains.core.fusion import search_limits
+
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    public = torch.log_softmax(3 * torch.randn(rows, 49152, device="cuda", generator=g), dim=-1)
+    private_ = torch.log_softmax(public + torch.randn(rows, 49152, device="cuda", generator=g), dim=-1)
+    bound, order = torch.full((rows,), 0.05, device="cuda"), torch.full((rows,), 2.0, device="cuda")
+    return (private_, public, bound, order), {"public_mass": public.exp().sum(-1),
+                                              "limits": search_limits(bound, order, rows, device="cuda")}
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_graphed_lambda_search_replays_the_direct_search_bit_for_bit(compiled):
+    from dpfusion_chains.core.compiled import CompiledSearch
+    from dpfusion_chains.core.fusion import search_lambda
+    from dpfusion_chains.core.graphed_search import GraphedSearch
+
+    direct = CompiledSearch() if compiled else search_lambda
+    graphed = GraphedSearch(direct, max_graphs=2)
+    kept = []
+    for rows, seed in [(3, 0), (3, 1), (6, 2), (3, 3), (1, 4), (6, 5)]:  # new inputs, shapes seen and unseen
+        args, kwargs = search_inputs(rows, seed)
+        got = graphed(*args, **kwargs)
+        want = direct(*args, **kwargs)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        kept.append((got, want))
+    assert not graphed.broken and graphed.captures == 4  # 3, 6, 1, then 6 again: two graphs are kept
+    for got, want in kept:  # later replays do not overwrite the results a step keeps
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("compile_", [False, "auto"])
+def test_engines_with_the_graphed_search_sample_the_tokens_of_those_without(tokenizer, compile_):
+    graphed = cuda_engine(tokenizer, compile=compile_)
+    direct = cuda_engine(tokenizer, compile=compile_, graph_search=False)
+    assert graphed.search is not None and direct.search is None  # "auto" graphs on a GPU
+    for seed in (5, 6):
+        want = direct.generate(TWO_UNITS, beta=0.05, max_new_tokens=10, seed=seed)
+        got = graphed.generate(TWO_UNITS, beta=0.05, max_new_tokens=10, seed=seed)
+        assert got.groups == 2
+        assert got.token_ids == want.token_ids and got.lambdas == want.lambdas
+    assert graphed.search.captures >= 1 and not graphed.search.broken
