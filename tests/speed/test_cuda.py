@@ -116,24 +116,9 @@ def test_the_engines_forwards_never_run_cudnn_attention(tokenizer):
     assert not [name for name in names if "cudnn_attention" in name]
 
 
-def test_the_compiled_lambda_search_on_cuda_keeps_every_row_within_its_bound():
-    from dpfusion_chains.core.compiled import CompiledSearch
-    from dpfusion_chains.core.fusion import mixture_logprobs, search_lambda, symmetric_renyi
-
-    search = CompiledSearch()
-    for rows in (3, 6):
-        g = torch.Generator(device="cuda").manual_seed(rows)
-        public = torch.log_softmax(3 * torch.randn(rows, 49152, device="cuda", generator=g), dim=-1)
-        private_ = torch.log_softmax(public + torch.randn(rows, 49152, device="cuda", generator=g), dim=-1)
-        bound, order = torch.full((rows,), 0.05, device="cuda"), torch.full((rows,), 2.0, device="cuda")
-        lam, div = search(private_, public, bound, order)
-        want, _ = search_lambda(private_, public, bound, order)
-        assert not search.broken and torch.allclose(lam, want, atol=2e-2)
-        exact = symmetric_renyi(mixture_logprobs(lam.double(), private_.double(), public.double()), public.double(), 2.0)
-        assert (exact <= bound.double()).all() and (div.double() >= exact * (1 - 1e-4)).all()
-
-
 def search_inputs(rows: int, seed: int):
+    """Random [rows, 49152] private and public log-probabilities on the GPU, bound 0.05, order 2:
+    (positional arguments, and the keywords a decode step passes) of a λ search."""
     from dpfusion_chains.core.fusion import search_limits
 
     g = torch.Generator(device="cuda").manual_seed(seed)
@@ -142,6 +127,20 @@ def search_inputs(rows: int, seed: int):
     bound, order = torch.full((rows,), 0.05, device="cuda"), torch.full((rows,), 2.0, device="cuda")
     return (private_, public, bound, order), {"public_mass": public.exp().sum(-1),
                                               "limits": search_limits(bound, order, rows, device="cuda")}
+
+
+def test_the_compiled_lambda_search_on_cuda_keeps_every_row_within_its_bound():
+    from dpfusion_chains.core.compiled import CompiledSearch
+    from dpfusion_chains.core.fusion import mixture_logprobs, search_lambda, symmetric_renyi
+
+    search = CompiledSearch()
+    for rows in (3, 6):
+        (private_, public, bound, order), _ = search_inputs(rows, seed=rows)
+        lam, div = search(private_, public, bound, order)
+        want, _ = search_lambda(private_, public, bound, order)
+        assert not search.broken and torch.allclose(lam, want, atol=2e-2)
+        exact = symmetric_renyi(mixture_logprobs(lam.double(), private_.double(), public.double()), public.double(), 2.0)
+        assert (exact <= bound.double()).all() and (div.double() >= exact * (1 - 1e-4)).all()
 
 
 @pytest.mark.parametrize("compiled", [False, True])
