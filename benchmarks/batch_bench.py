@@ -16,6 +16,9 @@ forwards, and the rest, the decode steps):
                 other layers weight-major (core.matmul; the engine before `packed_weights` packed
                 every layer), to show what packing them gains on each side. Only where every
                 layer is packed.
+  seq apart, batch apart — sequential and batch again with sibling projections (query, key,
+                value; gate, up) one product each (core.fused_linear off), to show what one
+                joint product gains on each side. Only where they are fused.
 Goal on CPU: batched throughput ≥ 3× sequential. With --staggered, request i samples
 tokens·(i+1)/requests tokens, so requests leave the batch one by one as answers of different
 lengths do (the time spent on leaving is printed).
@@ -35,8 +38,9 @@ from typing import Any
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, output_layer_packed_only, packed_body_layers, peak_memory_mb,
-                                     request_prompts, save, timed)
+                                     request_prompts, save, siblings_apart, timed)
 from dpfusion_chains.core import packing
+from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 
@@ -81,12 +85,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 return way()
         return run
 
+    def siblings_separate(way: Any) -> Any:
+        def run() -> list[Any]:
+            with siblings_apart(engine):
+                return way()
+        return run
+
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
         ways["seq out-pk"] = output_packed(sequential)
         ways["batch out-pk"] = output_packed(batched)
+    if any(type(m) is FusedLinear for m in engine.model.modules()):
+        ways["seq apart"] = siblings_separate(sequential)
+        ways["batch apart"] = siblings_separate(batched)
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers(engine.device) as timers:
@@ -108,6 +121,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seq, batch, seq_out, batch_out = (best[w][0] for w in ("sequential", "batch", "seq out-pk", "batch out-pk"))
         print(f"packing every layer: sequential {seq_out / seq:.2f}× and batch {batch_out / batch:.2f}× faster than "
               f"with the output layer alone packed, where batch ÷ sequential is {seq_out / batch_out:.2f}×")
+    if "seq apart" in best:
+        seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
+        print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "
+              f"{batch_apart / batch:.2f}× faster than one product each, where batch ÷ sequential is "
+              f"{seq_apart / batch_apart:.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "lengths": lengths,
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,

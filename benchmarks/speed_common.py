@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core import fused_linear
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
@@ -151,21 +152,32 @@ def flags_suffix(args: argparse.Namespace) -> str:
 def packed_body_layers(engine: Any) -> list[Any]:
     """The engine's packed layers other than its output layer (empty unless every layer is packed)."""
     output = engine.model.get_output_embeddings()
-    return [m for m in engine.model.modules() if type(m) is PackedLinear and m is not output]
+    return [m for m in engine.model.modules() if isinstance(m, PackedLinear) and m is not output]
 
 
 @contextlib.contextmanager
 def output_layer_packed_only(engine: Any) -> Iterator[None]:
     """For the duration, the engine's packed layers other than its output layer compute
     weight-major: the engine before `packed_weights` packed every layer, to measure it side by side."""
-    layers = packed_body_layers(engine)
-    for layer in layers:
+    layers = [(layer, type(layer)) for layer in packed_body_layers(engine)]
+    for layer, _ in layers:
         layer.__class__ = WeightMajorLinear
     try:
         yield
     finally:
-        for layer in layers:
-            layer.__class__ = PackedLinear
+        for layer, kind in layers:
+            layer.__class__ = kind
+
+
+@contextlib.contextmanager
+def siblings_apart(engine: Any) -> Iterator[None]:
+    """For the duration, sibling projections compute one product each (core.fused_linear off):
+    the engine before they were fused, to measure it side by side."""
+    fused_linear.uninstall(engine.model)
+    try:
+        yield
+    finally:
+        fused_linear.install(engine.model)
 
 
 def cold(engine: Any) -> None:

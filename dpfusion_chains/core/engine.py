@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core import accounting as acc
-from dpfusion_chains.core import freed_memory, packing
+from dpfusion_chains.core import freed_memory, fused_linear, packing
 from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants_compile
 from dpfusion_chains.core.decode import DecodeRequest
 from dpfusion_chains.core.detect import Detector
@@ -79,7 +79,8 @@ class DPFusionEngine:
     re-reads the weights; core.matmul), without changing the model outside the engine's calls;
     with it, `packed_weights` runs the engine's products through oneDNN on packed copies of the
     weights: True every layer, False none, "auto" every layer while the copies take at most a
-    quarter of the machine's memory, else the output layer alone.
+    quarter of the machine's memory, else the output layer alone; packed sibling projections (query,
+    key and value; gate and up) then run as one product (core.fused_linear).
     `packed_prefill` prefills the views' suffixes, and those of requests arriving together, as one
     forward (core.packing: the model's SDPA attention learns to run packed; every other call
     computes as before); False leaves transformers' SDPA in place.
@@ -116,6 +117,7 @@ class DPFusionEngine:
         resolve_flag("packed_weights", packed_weights, True)  # refuse a bad value even with weight_major off
         if wants_weight_major(weight_major, self.device):
             install_weight_major(model, pack=packed_weights)
+            fused_linear.install(model)  # packed sibling projections as one product (core.fused_linear)
         if resolve_flag("keep_freed_memory", keep_freed_memory, self.device.type == "cpu"):
             freed_memory.keep_freed_memory()
         if not isinstance(packed_prefill, bool):

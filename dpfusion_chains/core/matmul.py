@@ -77,12 +77,17 @@ def active() -> Iterator[None]:
         _state.on = before
 
 
+def engaged() -> bool:
+    """Whether installed layers compute their own way here: inside `active()` in this thread,
+    and not while dynamo traces (checked first: fullgraph could not trace the thread-local)."""
+    return not torch.compiler.is_compiling() and getattr(_state, "on", False)
+
+
 class WeightMajorLinear(nn.Linear):
     """nn.Linear whose few-row products inside `active()` run as (W·xᵀ)ᵀ."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # is_compiling first: dynamo must not trace the thread-local (fullgraph would fail)
-        if torch.compiler.is_compiling() or not getattr(_state, "on", False):
+        if not engaged():
             return super().forward(x)
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         if not 2 <= rows <= MAX_ROWS or x.dtype != self.weight.dtype:
@@ -104,7 +109,7 @@ class PackedLinear(WeightMajorLinear):
     the module docstring); anything else as WeightMajorLinear."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() or not getattr(_state, "on", False):
+        if not engaged():
             return nn.Linear.forward(self, x)
         weight = self.weight  # read once: a module attribute lookup costs as much as the checks below
         packed = None
@@ -130,7 +135,7 @@ class PackedLinear(WeightMajorLinear):
         if weight.device.type != "cpu":
             return None
         try:
-            packed: torch.Tensor | None = _pack(weight.detach())
+            packed: torch.Tensor | None = pack_weight(weight.detach())
         except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
             logger.info("oneDNN cannot pack a %d×%d layer (%s); it stays weight-major", *weight.shape,
                         type(exc).__name__)
@@ -193,14 +198,15 @@ def onednn_available() -> bool:
 
 def onednn_linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """rows · weightᵀ (+ bias) through oneDNN's linear op: [m, k] rows, weight [n, k] packed by
-    `_pack` or plain and contiguous (a strided one falls to a very slow path)."""
+    `pack_weight` or plain and contiguous (a strided one falls to a very slow path)."""
     return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
 
 
-def _pack(weight: torch.Tensor) -> torch.Tensor:
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     """`weight` ([out, in]) in oneDNN's blocked layout for products with few rows."""
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
 
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackSetting", "PackedLinear", "WeightMajorLinear",
-           "WeightMajorSetting", "active", "install", "onednn_available", "onednn_linear", "wants_weight_major"]
+           "WeightMajorSetting", "active", "engaged", "install", "onednn_available", "onednn_linear", "pack_weight",
+           "wants_weight_major"]

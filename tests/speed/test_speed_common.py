@@ -64,17 +64,35 @@ def test_stage_timers_time_the_lambda_search_eager_or_compiled_and_restore_every
 
 
 def test_output_layer_packed_only_unpacks_the_other_layers_for_its_duration():
+    from dpfusion_chains.core.fused_linear import FusedLinear
     from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
     from dpfusion_chains.testing import tiny_engine
 
     engine = tiny_engine(seed=2)
     body = speed_common.packed_body_layers(engine)
-    assert body and all(type(m) is PackedLinear for m in body)
+    kinds = [type(m) for m in body]
+    assert body and all(issubclass(kind, PackedLinear) for kind in kinds) and FusedLinear in kinds
     msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
     packed = engine.generate(msgs, seed=1, max_new_tokens=6).text
     with speed_common.output_layer_packed_only(engine):
         assert all(type(m) is WeightMajorLinear for m in body)
         assert type(engine.model.get_output_embeddings()) is PackedLinear
         assert engine.generate(msgs, seed=1, max_new_tokens=6).text == packed
-    assert all(type(m) is PackedLinear for m in body)
+    assert [type(m) for m in body] == kinds
     assert speed_common.packed_body_layers(tiny_engine(seed=2, packed_weights=False)) == []
+
+
+def test_siblings_apart_computes_one_product_each_for_its_duration():
+    from dpfusion_chains.core.fused_linear import FusedLinear
+    from dpfusion_chains.core.matmul import PackedLinear
+    from dpfusion_chains.testing import tiny_engine
+
+    engine = tiny_engine(seed=2)
+    fused = [m for m in engine.model.modules() if type(m) is FusedLinear]
+    assert len(fused) == 2 * 5  # two layers: query, key, value; gate, up
+    msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
+    joint = engine.generate(msgs, seed=1, max_new_tokens=6).text
+    with speed_common.siblings_apart(engine):
+        assert all(type(m) is PackedLinear for m in fused)
+        assert engine.generate(msgs, seed=1, max_new_tokens=6).text == joint
+    assert all(type(m) is FusedLinear for m in fused)

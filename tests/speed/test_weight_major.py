@@ -94,7 +94,7 @@ def test_the_engine_swaps_on_cpu_and_keeps_its_tokens():
     on, off = tiny_engine(seed=4), tiny_engine(seed=4, weight_major=False)
     unpacked = tiny_engine(seed=4, packed_weights=False)
     linears = [m for m in on.model.modules() if isinstance(m, nn.Linear)]
-    assert linears and all(type(m) is matmul.PackedLinear for m in linears)  # a tiny model: every layer packed
+    assert linears and all(isinstance(m, matmul.PackedLinear) for m in linears)  # a tiny model: every layer packed
     assert any(type(m) is WeightMajorLinear for m in unpacked.model.modules())
     assert not any(isinstance(m, WeightMajorLinear) for m in off.model.modules())
     assert not any(isinstance(m, matmul.PackedLinear) for m in unpacked.model.modules())
@@ -216,7 +216,7 @@ def test_where_onednn_cannot_pack_the_output_layer_stays_weight_major(monkeypatc
     def refuse(weight):
         raise RuntimeError("no oneDNN here")
 
-    monkeypatch.setattr(matmul, "_pack", refuse)
+    monkeypatch.setattr(matmul, "pack_weight", refuse)
     model, reference = packed_model()
     x = torch.randn(4, 24)
     with torch.inference_mode(), active():
