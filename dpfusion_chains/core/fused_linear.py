@@ -9,7 +9,8 @@ matrix. On the 2-core Zen 5 dev CPU this took a decode step of one request (2 ro
 products alternating in one process, the same sampled text).
 
 A later sibling takes the slice only when it is called, in order, on the very tensor the first
-one was called on, in the same thread; anything else computes its own product as before. Slices
+one was called on, in the same thread; anything else computes its own product as before, and a
+group whose slices once went untaken computes apart from then on. Slices
 are views into the joint result (their rows strided), so siblings are grouped only inside
 transformers' own attention and MLP modules, which view a projection into heads or multiply it
 elementwise and never need it contiguous. Like the packed products, this holds only inside the
@@ -41,6 +42,7 @@ class SiblingGroup:
         self._members = [weakref.ref(m) for m in members]  # no strong cycle through the registry
         self.sizes = [m.out_features for m in members]
         self._packed: tuple[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor | None] | None] | None = None
+        self.apart = False  # set for good once later members did not take their slices
 
     def weight(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """(stacked packed weight, stacked bias), packed again when a member's weight or bias was
@@ -67,23 +69,37 @@ class SiblingGroup:
 
     def product(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
         """Member `index`'s output for `x`: from the joint product (computed by member 0), or
-        None when the member must compute its own."""
+        None when the member must compute its own. A group whose later members once did not take
+        their slices (a module calling them on other inputs, as cross-attention would) computes
+        apart from then on, rather than making joint products half of which go unused."""
+        if self.apart:
+            return None
+        entry = getattr(_pending, "entry", None)
         if index == 0:
             _pending.entry = None
+            if entry is not None and entry[0] is self:  # the last joint product was not taken up
+                return self._part_ways()
             stacked = self.weight()
             if stacked is None:
                 return None
             joint = onednn_linear(x.reshape(-1, x.shape[-1]), *stacked)
             parts = joint.split(self.sizes, dim=1)
-            if len(parts) > 1:
-                _pending.entry = (self, x, parts, 1)
+            _pending.entry = (self, x, parts, 1)
             return parts[0].view(*x.shape[:-1], self.sizes[0])
-        entry = getattr(_pending, "entry", None)
-        if entry is None or entry[0] is not self or entry[1] is not x or entry[3] != index:
+        if entry is None or entry[0] is not self:
             return None
+        if entry[1] is not x or entry[3] != index:
+            _pending.entry = None
+            return self._part_ways()
         parts = entry[2]
         _pending.entry = (self, x, parts, index + 1) if index + 1 < len(parts) else None
         return parts[index].view(*x.shape[:-1], self.sizes[index])
+
+    def _part_ways(self) -> None:
+        self.apart = True
+        logger.info("sibling layers (outputs %s) were not called in order on one input; they compute apart",
+                    ", ".join(str(size) for size in self.sizes))
+        return None
 
 
 # member → (its group, its place in the call order); off the module, as core.matmul keeps its packs

@@ -65,31 +65,46 @@ def test_each_sibling_gets_its_own_product_from_one_joint_product(bias, shape, m
     assert calls == [(rows, 32 + 16 + 16), (rows, 48 + 48)]  # query 32, key and value 2·8; gate and up 48
 
 
-def test_a_later_sibling_on_another_tensor_out_of_order_or_in_another_thread_computes_its_own(monkeypatch):
+def test_a_sibling_in_another_thread_computes_its_own(monkeypatch):
     model, reference = tiny_llama()
     (query, key, value), _ = siblings(model)
     (_, key_twin, value_twin), _ = siblings(reference)
     calls = count_products(monkeypatch)
-    x, other = torch.randn(4, 32), torch.randn(4, 32)
+    x = torch.randn(4, 32)
+    seen = []
+
+    def in_thread():
+        with torch.no_grad(), active():
+            seen.append(torch.allclose(key(x), key_twin(x), atol=1e-5))
+
     with torch.no_grad(), active():
         query(x)
-        assert torch.allclose(key(other), key_twin(other), atol=1e-5)       # not the tensor query saw
-        assert torch.allclose(value(x), value_twin(x), atol=1e-5)            # key missed: value computes alone
-        assert len(calls) == 1
-        query(x)
-        assert torch.allclose(value(x), value_twin(x), atol=1e-5)            # out of order
-        query(x)
-        seen = []
-
-        def in_thread():
-            with torch.no_grad(), active():
-                seen.append(torch.allclose(key(x), key_twin(x), atol=1e-5))
         worker = threading.Thread(target=in_thread)
         worker.start()
         worker.join()
-        assert seen == [True]
+        assert seen == [True] and len(calls) == 1
         assert torch.allclose(key(x), key_twin(x), atol=1e-5) and torch.allclose(value(x), value_twin(x), atol=1e-5)
-    assert len(calls) == 3  # one joint product per query call; every other product was the layer's own
+        query(x), key(x), value(x)
+    assert len(calls) == 2  # the other thread's key computed its own; ours took their slices
+
+
+@pytest.mark.parametrize("misstep", ["other tensor", "out of order", "skipped"])
+def test_siblings_whose_slices_go_untaken_compute_apart_from_then_on(misstep, monkeypatch, caplog):
+    model, reference = tiny_llama()
+    (query, key, value), _ = siblings(model)
+    twins = siblings(reference)[0]
+    calls = count_products(monkeypatch)
+    x, other = torch.randn(4, 32), torch.randn(4, 32)
+    with caplog.at_level("INFO", logger=fused_linear.__name__), torch.no_grad(), active():
+        query(x)
+        if misstep == "other tensor":
+            assert torch.allclose(key(other), twins[1](other), atol=1e-5)
+        elif misstep == "out of order":
+            assert torch.allclose(value(x), twins[2](x), atol=1e-5)
+        assert torch.allclose(query(x), twins[0](x), atol=1e-5)   # "skipped": query again, key never came
+        for member, twin in zip((key, value), twins[1:]):
+            assert torch.allclose(member(x), twin(x), atol=1e-5)
+    assert len(calls) == 1 and "compute apart" in caplog.text
 
 
 def test_outside_the_engine_every_layer_computes_exactly_as_nn_linear(monkeypatch):
