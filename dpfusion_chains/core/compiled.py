@@ -35,7 +35,7 @@ import torch
 from transformers.cache_utils import StaticCache
 
 from dpfusion_chains.core.fusion import SearchLimits, search_lambda
-from dpfusion_chains.core.kvcache import ReservedCache
+from dpfusion_chains.core.kvcache import ReservedCache, additive_mask
 from dpfusion_chains.core.models import SWITCH_FLAGS, SwitchSetting, resolve_flag
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,14 @@ class StaticBatch:
             static.cumulative_length.fill_(length)
         self.mask = mask.new_zeros((mask.shape[0], capacity))
         self.mask[:, :length] = mask
+        self.additive = additive_mask(self.mask, model.dtype)  # what the graph reads (kvcache.additive_mask)
         self.length, self.capacity = length, capacity
 
     def next_mask(self) -> torch.Tensor:
         """Open the slot the next token is written to; the 4-D mask of that step."""
         self.mask[:, self.length] = True
-        return self.mask[:, None, None, :]
+        self.additive[:, 0, 0, self.length] = 0.0
+        return self.additive
 
     def advanced(self) -> None:
         self.length += 1

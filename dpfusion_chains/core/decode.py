@@ -26,7 +26,7 @@ from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, Stati
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
 from dpfusion_chains.core.graphed_search import GraphedSearch
-from dpfusion_chains.core.kvcache import assemble, supports_reserved_cache
+from dpfusion_chains.core.kvcache import additive_mask, assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
@@ -257,9 +257,9 @@ class DecodeBatch:
                 return
             self._thaw()  # no graph for this shape (or none at all): the step runs eagerly
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
-        # A 4-D boolean mask goes to SDPA as is (no per-step mask building, no host check of
-        # whether it is all ones); without padding no mask is needed at all.
-        mask = self.mask[:, None, None, :] if self.padded else None
+        # A 4-D mask goes to every layer as is (no host check of whether it is all ones); without
+        # padding no mask is needed at all. Additive (kvcache.additive_mask), made once per step.
+        mask = additive_mask(self.mask, self.model.dtype) if self.padded else None
         self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache)
 
     # -- compiled steps ---------------------------------------------------------------------

@@ -170,6 +170,15 @@ def assemble(rows: list[list[Segment]], reserve: int = 0) -> ReservedCache:
     return out
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, L] boolean (True = attend) -> [B, 1, 1, L] additive: 0 where attended, −inf elsewhere,
+    in the model's dtype. The 4-D mask of a decode step over left-padded rows: transformers hands
+    a 4-D mask to every layer as is, and its eager attention adds it to the scores (a boolean one
+    would add 1 to every attended score and mask nothing); SDPA takes it as it would make it from
+    a boolean one, in every layer."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))[:, None, None]
+
+
 def _blocks(rows: list[list[Segment]], pads: list[int]) -> list[tuple[int, int, int, list[Segment]]]:
     """(first row, row count, padding, segments of the first row) for runs of consecutive rows
     that take the same positions of consecutive rows of the same caches: one copy per run."""

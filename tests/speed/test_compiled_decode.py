@@ -112,6 +112,8 @@ def test_freeze_and_thaw_keep_the_cache_and_mask(engine):
         assert static is not None and static.capacity % CAPACITY_STEP == 0 and static.length == mask.shape[1] + 1
         assert torch.equal(static.cache.layers[0].keys[:, :, :mask.shape[1]], keys)
         assert not static.mask[:, static.length:].any()   # slots not yet written stay masked
+        # the graph reads the additive form of the same mask: 0 where attended, −inf elsewhere
+        assert torch.equal(static.additive[:, 0, 0] == 0, static.mask) and static.additive.dtype == engine.model.dtype
         # plain graph inputs: a static-address tensor would be folded in as a constant under
         # frozen weights, and the next batch's buffers ignored
         layer = static.cache.layers[0]

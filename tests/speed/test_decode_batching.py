@@ -513,3 +513,25 @@ def test_a_failure_in_a_callers_loop_reaches_the_caller_and_frees_the_loop(engin
             engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1)
     assert not engine._scheduler._driving
     assert engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1).tokens == 3
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_padded_decode_step_gives_every_row_the_logits_of_its_tokens_alone(attention):
+    from dpfusion_chains.core.kvcache import additive_mask
+    from dpfusion_chains.core.models import default_tokenizer
+    from dpfusion_chains.testing import tiny_model
+
+    model = tiny_model(default_tokenizer(), seed=6)
+    model.set_attn_implementation(attention)  # eager attention adds the mask to its scores
+    req = request(ROWS_B, 4, n=3)
+    with torch.inference_mode():
+        batch = DecodeBatch(model, None, torch.device("cpu"), pad_id=0)
+        batch.add([req])
+        assert batch.padded and not batch.mask.all()
+        for token in (6, 7):  # two steps over the padded cache, each row given the same token
+            batch._forward(torch.tensor([[token]] * len(ROWS_B)))
+        for row, logits in zip(ROWS_B, batch.logits):
+            alone = model(input_ids=torch.tensor([row + [6, 7]])).logits[0, -1]
+            assert torch.allclose(logits, alone, atol=1e-4)
+    mask = torch.tensor([[False, True, True]])
+    assert additive_mask(mask, torch.float32).tolist() == [[[[float("-inf"), 0.0, 0.0]]]]
