@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import fused_linear
+from dpfusion_chains.core import fused_linear, shared_prefix
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
@@ -178,6 +178,18 @@ def siblings_apart(engine: Any) -> Iterator[None]:
         yield
     finally:
         fused_linear.install(engine.model)
+
+
+@contextlib.contextmanager
+def opening_read_per_row() -> Iterator[None]:
+    """For the duration, decode steps read every row's copy of a shared opening
+    (core.shared_prefix off): the engine before it read them once, to measure it side by side."""
+    saved = shared_prefix.MIN_SAVED
+    shared_prefix.MIN_SAVED = 2**62
+    try:
+        yield
+    finally:
+        shared_prefix.MIN_SAVED = saved
 
 
 def cold(engine: Any) -> None:

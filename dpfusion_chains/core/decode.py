@@ -7,9 +7,11 @@ the last position's logits only, runs the λ search for every group row of every
 once, mixes in probability space with one weighted row sum per request, samples one token per
 request with the request's own generator and appends it to all of the request's rows. The only
 host synchronisation per step is reading the sampled tokens for the stop check. Finished
-requests leave the batch. With a CompiledForward (core.compiled), decode steps run as one
-compiled graph on a static copy of the cache, which is handed back before requests join or
-leave. On a CUDA GPU every forward runs without cuDNN's attention kernel (core.attention_kernels).
+requests leave the batch. On a CPU, an opening that enough rows share is read once per step
+rather than once per row (core.shared_prefix). With a CompiledForward (core.compiled), decode
+steps run as one compiled graph on a static copy of the cache, which is handed back before
+requests join or leave. On a CUDA GPU every forward runs without cuDNN's attention kernel
+(core.attention_kernels).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from typing import Any
 
 import torch
 
+from dpfusion_chains.core import packing
 from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
 from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.kvcache import additive_mask, assemble, supports_reserved_cache
-from dpfusion_chains.core.prefill import Prefilled, forward_last, prefill_requests
+from dpfusion_chains.core.prefill import Prefilled, common_prefix_length, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
+from dpfusion_chains.core.shared_prefix import SharedPrefix
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
 
 
@@ -114,6 +118,7 @@ class DecodeBatch:
         self.mask: torch.Tensor | None = None        # [B, past] bool, True = attend
         self.lead: list[int] = []                     # per row: leading masked columns (host copy)
         self.padded = False                           # any masked column at all (host copy)
+        self.opening = 0                              # tokens every row starts with (core.shared_prefix)
         self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
         self.logits: torch.Tensor | None = None       # [B, V] next-token logits, not yet sampled
         self.plan: StepPlan | None = None
@@ -154,6 +159,7 @@ class DecodeBatch:
             self._assemble(prefilled)
         requests = [req for req, _ in joining]
         self.requests.extend(requests)
+        self._find_opening()
         # padding exists when views differ in length or the merge padded a side (host-side facts)
         self.padded = self.padded or any(self.lead) or any(len({len(r) for r in req.rows}) > 1 for req in requests)
         self.plan = None
@@ -194,7 +200,7 @@ class DecodeBatch:
         self.plan = None
         if not self.requests:
             self.cache = self.mask = self.last_pos = self.logits = None
-            self.lead, self.padded = [], False
+            self.lead, self.padded, self.opening = [], False, 0
             return order
         index = torch.tensor(keep_rows, device=self.device)
         if hasattr(self.cache, "move_rows"):
@@ -205,6 +211,7 @@ class DecodeBatch:
         if self.logits is not None:
             self.logits = self.logits[index]
         self.lead = [self.lead[i] for i in keep_rows]
+        self._find_opening()
         cut = min(self.lead)
         if cut and hasattr(self.cache, "drop_front"):  # columns every remaining row masks
             self.cache.drop_front(cut)
@@ -260,7 +267,15 @@ class DecodeBatch:
         # A 4-D mask goes to every layer as is (no host check of whether it is all ones); without
         # padding no mask is needed at all. Additive (kvcache.additive_mask), made once per step.
         mask = additive_mask(self.mask, self.model.dtype) if self.padded else None
-        self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache)
+        # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays.
+        shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype) \
+            if self.opening and packing.supports(self.model) else None
+        self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache, shared_prefix=shared)
+
+    def _find_opening(self) -> None:
+        """The tokens every row starts with; row r holds them at columns [lead_r, lead_r + opening)."""
+        rows = [row for req in self.requests for row in req.rows]
+        self.opening = common_prefix_length(rows) if len(rows) > 1 else 0
 
     # -- compiled steps ---------------------------------------------------------------------
     def _freeze(self) -> bool:

@@ -19,8 +19,9 @@ products (core.prefill_attention), else through SDPA with the piece's mask; the 
 a shared opening long enough for those products through here, as one piece.
 
 `install` gives the model an attention implementation that is transformers' SDPA function
-unless the forward is called with `packed=PackedPieces(...)`, so every other call (decode
-steps, the user's own calls, torch.compile graphs) computes exactly as before.
+unless the forward is called with `packed=PackedPieces(...)` (or, for a decode step, with
+`shared_prefix=`, core.shared_prefix), so every other call (the user's own calls, torch.compile
+graphs) computes exactly as before.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from dpfusion_chains.core import prefill_attention
+from dpfusion_chains.core.shared_prefix import SharedPrefix
 
 ATTENTION = "dpfusion_sdpa"  # the implementation name models get from `install`
 _registered = False
@@ -77,11 +79,18 @@ def _piece_mask(base: int, n: int, device: torch.device) -> torch.Tensor:
 
 def packed_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                packed: PackedPieces | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention, or per-piece attention when `packed` is given."""
+                packed: PackedPieces | None = None, shared_prefix: SharedPrefix | None = None,
+                **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, per-piece attention when `packed` is given, or a decode
+    step's attention reading a shared opening once when `shared_prefix` is (core.shared_prefix;
+    it then stands for `attention_mask`)."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if packed is None:
+        if shared_prefix is not None and query.shape[2] == 1 and not dropout \
+                and not any(kwargs.get(name) is not None for name in _UNSUPPORTED):
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5  # SDPA's default
+            return shared_prefix.attention(query, key, value, scale).transpose(1, 2).contiguous(), None
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     if query.shape[0] != 1 or key.shape[2] != packed.base_length + packed.tokens:

@@ -34,6 +34,7 @@ from dpfusion_chains.core import packing, prefill_attention
 from dpfusion_chains.core.kvcache import ReservedCache, Segment, assemble, new_cache, supports_reserved_cache
 from dpfusion_chains.core.matmul import active as weight_major_active
 from dpfusion_chains.core.prefix_cache import PrefixCache, StoredPrefix, common_length
+from dpfusion_chains.core.shared_prefix import SharedPrefix
 
 PACK_TOKENS = 4096  # tokens of one packed forward at most (bounds its activations and its cache row)
 
@@ -68,10 +69,13 @@ class _View:
 
 
 def forward_last(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor,
-                 cache: Any, packed: packing.PackedPieces | None = None) -> tuple[torch.Tensor, Any]:
-    """One eager forward: ([rows, V] logits of the last position, the cache); `packed` for a
-    model switched by core.packing.install."""
-    extra = {} if packed is None else {"packed": packed}
+                 cache: Any, packed: packing.PackedPieces | None = None,
+                 shared_prefix: SharedPrefix | None = None) -> tuple[torch.Tensor, Any]:
+    """One eager forward: ([rows, V] logits of the last position, the cache); `packed` and
+    `shared_prefix` for a model switched by core.packing.install."""
+    extra: dict[str, Any] = {} if packed is None else {"packed": packed}
+    if shared_prefix is not None:
+        extra["shared_prefix"] = shared_prefix
     with weight_major_active():  # layers swapped by core.matmul.install compute few rows weight-major
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                     use_cache=True, logits_to_keep=1, **extra)

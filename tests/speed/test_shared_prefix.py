@@ -1,0 +1,133 @@
+"""Decode attention reading a shared opening once (core.shared_prefix): the attention each row
+gets over its whole row, for left-padded rows and grouped heads; used only where it pays and on
+a CPU; the decode loop finds the opening as requests join and leave, and samples the same tokens
+with it as without."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dpfusion_chains.core import packing, shared_prefix
+from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.kvcache import additive_mask
+from dpfusion_chains.core.shared_prefix import SharedPrefix
+
+
+def rows_with_opening(leads, opening, width, kv_heads=3, dim=16, seed=0):
+    """Keys and values [rows, kv_heads, width, dim] whose rows hold one opening from their lead."""
+    torch.manual_seed(seed)
+    rows = len(leads)
+    keys, values = torch.randn(rows, kv_heads, width, dim), torch.randn(rows, kv_heads, width, dim)
+    shared_keys, shared_values = torch.randn(kv_heads, opening, dim), torch.randn(kv_heads, opening, dim)
+    for r, lead in enumerate(leads):
+        keys[r, :, lead:lead + opening], values[r, :, lead:lead + opening] = shared_keys, shared_values
+        keys[r, :, :lead], values[r, :, :lead] = float("nan"), float("nan")  # padding is never read into a result
+    mask = torch.arange(width)[None] >= torch.tensor(leads)[:, None]
+    return keys, values, mask
+
+
+@pytest.mark.parametrize("leads, heads, kv_heads", [
+    ([0, 5, 0, 9], 6, 3),      # left padding, grouped heads
+    ([3, 3, 3], 4, 4),         # every row padded alike, one key head per query head
+    ([0, 0], 2, 1),            # no padding
+])
+def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, monkeypatch):
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    opening, width = 12, 30
+    keys, values, mask = rows_with_opening(leads, opening, width, kv_heads)
+    query = torch.randn(len(leads), heads, 1, 16)
+    plan = SharedPrefix.plan(leads, opening, mask, torch.float32)
+    assert plan is not None and plan.region == min(leads) + opening
+    out = plan.attention(query, keys, values, scale=0.25)
+    group = heads // kv_heads
+    full = F.scaled_dot_product_attention(query, keys.nan_to_num().repeat_interleave(group, dim=1),
+                                          values.nan_to_num().repeat_interleave(group, dim=1),
+                                          attn_mask=additive_mask(mask, torch.float32), scale=0.25)
+    assert out.shape == query.shape and torch.allclose(out, full, atol=1e-5)
+
+
+def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch):
+    """A layout with padding between the opening and the rest (a model whose cache cannot be
+    assembled prefills that way): the boolean mask closes it."""
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    keys, values, mask = rows_with_opening([0, 0], 8, 20, kv_heads=2)
+    mask[1, 8:12] = False
+    keys[1, :, 8:12] = 1e4                                   # would dominate if attended
+    query = torch.randn(2, 2, 1, 16)
+    out = SharedPrefix.plan([0, 0], 8, mask, torch.float32).attention(query, keys, values, scale=0.25)
+    full = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask(mask, torch.float32),
+                                          scale=0.25)
+    assert torch.allclose(out, full, atol=1e-5)
+
+
+def test_it_is_planned_only_where_it_pays_and_on_a_cpu():
+    mask = torch.ones(4, 700, dtype=torch.bool)
+    assert SharedPrefix.plan([0] * 4, 256, mask, torch.float32) is not None                 # 3 × 256 saved
+    assert SharedPrefix.plan([0] * 4, 128, mask, torch.float32) is None                     # 3 × 128 < MIN_SAVED
+    assert SharedPrefix.plan([0] * 3, 600, mask[:3], torch.float32) is None                 # too few rows
+    assert SharedPrefix.plan([0] * 16, shared_prefix.MIN_TOKENS - 1, torch.ones(16, 300, dtype=torch.bool),
+                             torch.float32) is None                                         # a short opening
+    assert SharedPrefix.plan([0] * 4, 256, mask.to("meta"), torch.float32) is None          # not a CPU
+
+
+def request(rows, seed, n=6):
+    return DecodeRequest(rows=rows, bound=0.05, order=4.0, max_new_tokens=n,
+                         generator=torch.Generator().manual_seed(seed))
+
+
+OPENING = list(range(10, 50))                                 # 40 tokens every row starts with
+ROWS = [[1, *OPENING, 60, 61, 62], [1, *OPENING, 70, 71, 72, 73, 74, 75]]
+OTHER = [[1, *OPENING, 80, 81], [1, *OPENING, 90]]
+ELSEWHERE = [[1, 5, 6, 7, 8], [1, 5, 9]]
+
+
+def decode_all(engine, joins):
+    """Run requests to the end, joining at the given steps; their tokens."""
+    requests = {name: request(rows, seed) for name, (rows, seed) in
+                {"a": (ROWS, 1), "b": (OTHER, 2), "c": (ELSEWHERE, 3)}.items()}
+    openings = []
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        for steps, names in joins:
+            for _ in range(steps):
+                batch.step()
+            batch.add([requests[name] for name in names])
+            openings.append(batch.opening)
+        while batch.requests:
+            batch.step()
+            openings.append(batch.opening)
+    return {name: r.generated for name, r in requests.items() if r.generated}, openings
+
+
+def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch):
+    assert packing.supports(engine.model)
+    used = []
+    real = SharedPrefix.attention
+    monkeypatch.setattr(SharedPrefix, "attention", lambda self, *a, **k: used.append(self.length) or real(self, *a, **k))
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 10**9)   # never pays: every step reads each row whole
+    joins = [(0, "a"), (2, "b"), (1, "c")]
+    apart, _ = decode_all(engine, joins)
+    assert used == []
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 8)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 8)
+    once, openings = decode_all(engine, joins)
+    assert once == apart and set(once) == {"a", "b", "c"}
+    # a and b share 41 tokens (<bos> and the opening); c opens otherwise: one token in common, too few
+    assert openings[:2] == [41, 41] and 1 in openings
+    assert used and set(used) == {41}
+
+
+def test_the_opening_is_found_again_as_requests_join_and_leave(engine):
+    with torch.inference_mode():
+        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
+        batch.add([request(ROWS, 1, n=2)])
+        assert batch.opening == 41
+        batch.add([request(ELSEWHERE, 3, n=4)])
+        assert batch.opening == 1
+        batch.step(), batch.step()                           # the first request leaves
+        assert len(batch.requests) == 1 and batch.opening == 2  # <bos>, 5: all ELSEWHERE's rows share
