@@ -4,9 +4,10 @@ gate and up projections of a gated MLP, multiply the same input by different wei
 With their packed weights (core.matmul) stacked into one matrix, the first sibling's call makes
 one oneDNN product for all of them and hands each later sibling its slice of the result. A decode
 step then launches one product instead of three (and two), each streaming one larger packed
-matrix. On the 2-core Zen 5 dev CPU this took a decode step of one request (2 rows) from 25.5 to
-24.1 ms and one of eight requests (16 rows) from 50.6 to 48.0 ms (medians, fused and separate
-products alternating in one process, the same sampled text).
+matrix. On the 2-core Zen 5 dev CPU this took a decode step of one request (2 rows) from 24.8 to
+23.6 ms and one of eight requests (16 rows) from 50.0 to 49.4 ms (medians, joint and separate
+products alternating in one process, the same sampled text). Only products of up to
+JOINT_MAX_ROWS rows are joined: decode steps, not prefills.
 
 A later sibling takes the slice only when it is called, in order, on the very tensor the first
 one was called on, in the same thread; anything else computes its own product as before, and a
@@ -30,6 +31,9 @@ from torch import nn
 from dpfusion_chains.core.matmul import PackedLinear, engaged, onednn_linear, pack_weight
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+# Products of more rows (prefill) compute apart: a one-request prefill (~370 tokens) took 385
+# against 345 ms with joint products (medians of 24, alternating in one process).
+JOINT_MAX_ROWS = 128
 
 logger = logging.getLogger(__name__)
 _pending = threading.local()  # .entry: the joint result of the last first-sibling call in this thread
@@ -110,7 +114,8 @@ class FusedLinear(PackedLinear):
     """A PackedLinear whose product, inside the engine, may come from its sibling group's joint one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if engaged() and x.numel() and not (torch.is_grad_enabled() and self.weight.requires_grad):
+        if engaged() and 0 < x.numel() <= JOINT_MAX_ROWS * self.in_features \
+                and not (torch.is_grad_enabled() and self.weight.requires_grad):
             place = _groups.get(self)
             if place is not None and x.dtype == self.weight.dtype:
                 out = place[0].product(place[1], x)
@@ -151,4 +156,4 @@ def uninstall(model: nn.Module) -> None:
             _groups.pop(module, None)
 
 
-__all__ = ["SIBLINGS", "FusedLinear", "SiblingGroup", "install", "uninstall"]
+__all__ = ["JOINT_MAX_ROWS", "SIBLINGS", "FusedLinear", "SiblingGroup", "install", "uninstall"]

@@ -50,7 +50,7 @@ def count_products(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("shape", [(2, 32), (3, 5, 32), (1, 700, 32)])
+@pytest.mark.parametrize("shape", [(2, 32), (3, 5, 32), (1, fused_linear.JOINT_MAX_ROWS, 32)])
 def test_each_sibling_gets_its_own_product_from_one_joint_product(bias, shape, monkeypatch):
     model, reference = tiny_llama(bias)
     calls = count_products(monkeypatch)
@@ -63,6 +63,16 @@ def test_each_sibling_gets_its_own_product_from_one_joint_product(bias, shape, m
             assert torch.allclose(out, twin(x), atol=1e-5)
     rows = x.numel() // 32
     assert calls == [(rows, 32 + 16 + 16), (rows, 48 + 48)]  # query 32, key and value 2·8; gate and up 48
+
+
+def test_products_of_more_rows_than_a_decode_step_compute_apart(monkeypatch):
+    model, reference = tiny_llama()
+    calls = count_products(monkeypatch)
+    x = torch.randn(1, fused_linear.JOINT_MAX_ROWS + 1, 32)  # a prefill
+    with torch.no_grad(), active():
+        for member, twin in zip(siblings(model)[0], siblings(reference)[0]):
+            assert torch.allclose(member(x), twin(x), atol=1e-5)
+    assert calls == []
 
 
 def test_a_sibling_in_another_thread_computes_its_own(monkeypatch):
