@@ -29,7 +29,7 @@ from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, Stati
 from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
 from dpfusion_chains.core.graphed_search import GraphedSearch
-from dpfusion_chains.core.kvcache import additive_mask, assemble, supports_reserved_cache
+from dpfusion_chains.core.kvcache import ReservedCache, additive_mask, assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, common_prefix_length, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
 from dpfusion_chains.core.shared_prefix import SharedPrefix
@@ -264,12 +264,15 @@ class DecodeBatch:
                 return
             self._thaw()  # no graph for this shape (or none at all): the step runs eagerly
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
-        # A 4-D mask goes to every layer as is (no host check of whether it is all ones); without
-        # padding no mask is needed at all. Additive (kvcache.additive_mask), made once per step.
-        mask = additive_mask(self.mask, self.model.dtype) if self.padded else None
+        ours = isinstance(self.cache, ReservedCache)
+        # Our cache: a 4-D mask goes to every layer as is (no host check of whether it is all ones),
+        # additive (kvcache.additive_mask), made once per step. transformers' own cache (a model with
+        # sliding-window layers, whose caches keep only the window): the 2-D mask, from which
+        # transformers builds each layer type's mask. Without padding no mask is needed at all.
+        mask = None if not self.padded else additive_mask(self.mask, self.model.dtype) if ours else self.mask.long()
         # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays.
         shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype) \
-            if self.opening and packing.supports(self.model) else None
+            if ours and self.opening and packing.supports(self.model) else None
         self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache, shared_prefix=shared)
 
     def _find_opening(self) -> None:

@@ -20,7 +20,7 @@ stored next-token logits. Nothing of a group view beyond the shared prefix is ev
 Models without packed attention (core.packing.install) compute each suffix length as one
 forward from a copy of the base; models whose cache cannot be assembled (sliding-window or
 linear-attention layers, core.kvcache.supports_reserved_cache) prefill each request alone, its
-suffixes left-padded into one forward.
+rows whole and left-padded in one forward.
 """
 
 from __future__ import annotations
@@ -212,21 +212,14 @@ def _chunks(lengths: list[int]) -> list[list[int]]:
 
 
 def _padded(model: Any, rows: list[list[int]], reserve: int, pad_id: int, device: torch.device) -> Prefilled:
-    """One request for a model whose cache cannot be assembled: the shared prefix, then the
-    suffixes as one left-padded forward (padding between prefix and suffix, masked)."""
-    shared = common_prefix_length(rows) if len(rows) > 1 else 0
-    cache = None
-    if shared:
-        prefix = torch.tensor([rows[0][:shared]], dtype=torch.long, device=device)
-        _, cache = forward_last(model, prefix, None, torch.arange(shared, device=device)[None], cache)
-        cache.batch_repeat_interleave(len(rows))
-    prefix_mask = torch.ones((len(rows), shared), dtype=torch.bool, device=device)
-    ids, suffix_mask = left_pad([r[shared:] for r in rows], pad_id, device)
-    pos = (shared + suffix_mask.long().cumsum(dim=1) - 1).clamp_min(0)
-    mask = torch.cat([prefix_mask, suffix_mask], dim=1)
-    width = ids.shape[1]
-    lead = [0 if shared else width - len(r) for r in rows]
-    logits, cache = forward_last(model, ids, mask.long(), pos, cache)
+    """One request for a model whose cache cannot be assembled: its rows whole, left-padded, in
+    one forward. Its sliding-window layers measure their window in cache columns, so each row must
+    lie in consecutive columns: a shared prefix computed once would leave padding between it and
+    the rest of a shorter row, inside that row's window."""
+    ids, mask = left_pad(rows, pad_id, device)
+    pos = (mask.long().cumsum(dim=1) - 1).clamp_min(0)
+    lead = [ids.shape[1] - len(r) for r in rows]
+    logits, cache = forward_last(model, ids, mask.long(), pos, None)
     return Prefilled(mask, lead, pos[:, -1:], logits, own_cache=cache)
 
 

@@ -535,3 +535,46 @@ def test_a_padded_decode_step_gives_every_row_the_logits_of_its_tokens_alone(att
             assert torch.allclose(logits, alone, atol=1e-4)
     mask = torch.tensor([[False, True, True]])
     assert additive_mask(mask, torch.float32).tolist() == [[[[float("-inf"), 0.0, 0.0]]]]
+
+
+def tiny_mistral(vocab_size=256, pad_token_id=0):
+    """A model with sliding-window layers (a 16-token window): transformers' own cache keeps only
+    the window, so the decode loop cannot assemble it (core.kvcache)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=16, pad_token_id=pad_token_id)
+    torch.manual_seed(7)
+    return MistralForCausalLM(config).eval()
+
+
+def test_a_sliding_window_model_decodes_each_padded_row_as_it_would_alone():
+    """Rows prefilled whole and left-padded (no padding inside a row's window), and decode steps
+    giving transformers the 2-D mask to build each layer type's mask from."""
+    from dpfusion_chains.core.kvcache import supports_reserved_cache
+
+    model = tiny_mistral()
+    assert not supports_reserved_cache(model)
+    rows = [[1, *range(100, 130)], [1, *range(100, 120), *range(200, 215)], [1, *range(100, 110)]]
+    with torch.inference_mode():
+        batch = DecodeBatch(model, None, torch.device("cpu"), pad_id=0)
+        batch.add([request(rows, 4, n=3)])
+        assert batch.padded
+        for token in (6, 7):
+            batch._forward(torch.tensor([[token]] * len(rows)))
+        for row, logits in zip(rows, batch.logits):
+            alone = model(input_ids=torch.tensor([row + [6, 7]])).logits[0, -1]
+            assert torch.allclose(logits, alone, atol=1e-4)
+
+
+def test_an_engine_on_a_sliding_window_model_decodes_past_the_window():
+    """It once failed at its first decode step, the prompt being longer than the window: a 4-D
+    mask of the whole row against a layer's window-sized keys."""
+    from dpfusion_chains.core.engine import DPFusionEngine
+    from dpfusion_chains.core.models import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    engine = DPFusionEngine(tiny_mistral(len(tokenizer), tokenizer.pad_token_id), tokenizer, device="cpu",
+                            detector="whole")
+    results = [engine.generate(ask("Jane Roe, admitted 3 May"), beta=0.05, max_new_tokens=40, seed=2) for _ in range(2)]
+    assert len(results[0].token_ids) > 1 and results[0].token_ids == results[1].token_ids

@@ -49,8 +49,8 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
 
 
 def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch):
-    """A layout with padding between the opening and the rest (a model whose cache cannot be
-    assembled prefills that way): the boolean mask closes it."""
+    """The boolean mask is the authority on every column: masked ones inside a row's own part
+    (which the engine's layouts do not make) stay masked."""
     monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
     monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
