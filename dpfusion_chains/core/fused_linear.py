@@ -6,8 +6,10 @@ one oneDNN product for all of them and hands each later sibling its slice of the
 step then launches one product instead of three (and two), each streaming one larger packed
 matrix. On the 2-core Zen 5 dev CPU this took a decode step of one request (2 rows) from 24.8 to
 23.6 ms and one of eight requests (16 rows) from 50.0 to 49.4 ms (medians, joint and separate
-products alternating in one process, the same sampled text). Only products of up to
-JOINT_MAX_ROWS rows are joined: decode steps, not prefills.
+products alternating in one process, the same sampled text). Prefills take the joint products
+too: one request's 344 against 347 ms, eight requests' 1087 against 1115 ms (medians, both
+ways' weights packed beforehand). Joining decode steps alone would keep a second packed copy of
+these layers for prefills (278 MB more for SmolLM2-135M, most of a larger model's weights).
 
 A later sibling takes the slice only when it is called, in order, on the very tensor the first
 one was called on, in the same thread; anything else computes its own product as before, and a
@@ -31,9 +33,6 @@ from torch import nn
 from dpfusion_chains.core.matmul import PackedLinear, engaged, onednn_linear, pack_weight
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
-# Products of more rows (prefill) compute apart: a one-request prefill (~370 tokens) took 385
-# against 345 ms with joint products (medians of 24, alternating in one process).
-JOINT_MAX_ROWS = 128
 
 logger = logging.getLogger(__name__)
 _pending = threading.local()  # .entry: the joint result of the last first-sibling call in this thread
@@ -114,8 +113,7 @@ class FusedLinear(PackedLinear):
     """A PackedLinear whose product, inside the engine, may come from its sibling group's joint one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if engaged() and 0 < x.numel() <= JOINT_MAX_ROWS * self.in_features \
-                and not (torch.is_grad_enabled() and self.weight.requires_grad):
+        if engaged() and x.numel() and not (torch.is_grad_enabled() and self.weight.requires_grad):
             place = _groups.get(self)
             if place is not None and x.dtype == self.weight.dtype:
                 out = place[0].product(place[1], x)
@@ -156,4 +154,4 @@ def uninstall(model: nn.Module) -> None:
             _groups.pop(module, None)
 
 
-__all__ = ["JOINT_MAX_ROWS", "SIBLINGS", "FusedLinear", "SiblingGroup", "install", "uninstall"]
+__all__ = ["SIBLINGS", "FusedLinear", "SiblingGroup", "install", "uninstall"]
