@@ -171,13 +171,10 @@ def output_layer_packed_only(engine: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def siblings_apart(engine: Any) -> Iterator[None]:
-    """For the duration, sibling projections compute one product each (core.fused_linear off):
-    the engine before they were fused, to measure it side by side."""
-    fused_linear.uninstall(engine.model)
-    try:
+    """For the duration, sibling projections compute one product each (core.fused_linear's joint
+    products off, their stacked weights kept): the engine before they were joined."""
+    with fused_linear.computing_apart(engine.model):
         yield
-    finally:
-        fused_linear.install(engine.model)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,11 @@ engine's forwards (`core.matmul.active`) and not under torch.compile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -146,6 +148,26 @@ def install(model: nn.Module) -> int:
     return count
 
 
+@contextlib.contextmanager
+def computing_apart(model: nn.Module) -> Iterator[None]:
+    """For the duration, every group of `model` computes one product per member (each packing a
+    copy of its own weight at its first product), its stacked weight kept for afterwards: the
+    two ways side by side without packing either again."""
+    groups: dict[int, SiblingGroup] = {}
+    for module in model.modules():
+        place = _groups.get(module)
+        if place is not None:
+            groups[id(place[0])] = place[0]
+    before = {key: group.apart for key, group in groups.items()}
+    for group in groups.values():
+        group.apart = True
+    try:
+        yield
+    finally:
+        for key, group in groups.items():
+            group.apart = before[key]
+
+
 def uninstall(model: nn.Module) -> None:
     """Every grouped layer of `model` back to a PackedLinear computing its own product."""
     for module in model.modules():
@@ -154,4 +176,4 @@ def uninstall(model: nn.Module) -> None:
             _groups.pop(module, None)
 
 
-__all__ = ["SIBLINGS", "FusedLinear", "SiblingGroup", "install", "uninstall"]
+__all__ = ["SIBLINGS", "FusedLinear", "SiblingGroup", "computing_apart", "install", "uninstall"]

@@ -223,3 +223,21 @@ def test_where_onednn_cannot_pack_the_stacked_weight_every_layer_computes_its_ow
         for member, twin in zip(siblings(model)[0], siblings(reference)[0]):
             assert torch.allclose(member(x), twin(x), atol=1e-5)
     assert calls == [] and "they compute apart" in caplog.text and "unsupported" not in caplog.text
+
+
+def test_computing_apart_keeps_the_stacked_weights_for_afterwards(monkeypatch):
+    model, reference = tiny_llama()
+    packs = []
+    real = fused_linear.pack_weight
+    monkeypatch.setattr(fused_linear, "pack_weight", lambda weight: packs.append(tuple(weight.shape)) or real(weight))
+    calls = count_products(monkeypatch)
+    x = torch.randn(2, 32)
+    with torch.no_grad(), active():
+        for member in siblings(model)[0]:
+            member(x)
+        with fused_linear.computing_apart(model):
+            for member, twin in zip(siblings(model)[0], siblings(reference)[0]):
+                assert torch.allclose(member(x), twin(x), atol=1e-5)
+        for member in siblings(model)[0]:
+            member(x)
+    assert len(calls) == 2 and packs == [(64, 32)]  # one joint product before, one after; packed once
