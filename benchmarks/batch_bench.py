@@ -20,7 +20,8 @@ forwards, and the rest, the decode steps):
                 every decode step (core.shared_prefix off), to show what reading it once gains.
   seq apart, batch apart — sequential and batch again with sibling projections (query, key,
                 value; gate, up) one product each (core.fused_linear off), to show what one
-                joint product gains on each side. Only where they are fused.
+                joint product gains on each side. Only where they are fused. Those layers then
+                pack copies of their own weights, which the peak memory printed includes.
 Goal on CPU: batched throughput ≥ 3× sequential. With --staggered, request i samples
 tokens·(i+1)/requests tokens, so requests leave the batch one by one as answers of different
 lengths do (the time spent on leaving is printed).
