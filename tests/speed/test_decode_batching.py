@@ -115,17 +115,10 @@ def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_sam
     [(0, "a"), (3, "b"), (1, "c")],   # each at a step boundary, b's prompt longer than a's context so far
     [(0, "a"), (2, "bc")],            # b and c in one merge, into a running batch
 ])
-def test_joining_a_running_batch_changes_no_token(engine, joins):
+def test_joining_a_running_batch_changes_no_token(engine, joins, decode_with_joins):
     alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
     reqs = {"a": request(ROWS_A, 1), "b": request(ROWS_B, 2), "c": request(ROWS_C, 3)}
-    with torch.inference_mode():
-        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
-        for steps, names in joins:
-            for _ in range(steps):
-                batch.step()
-            batch.add([reqs[name] for name in names])
-        while batch.requests:
-            batch.step()
+    decode_with_joins(engine, reqs, joins)
     assert [reqs[name].generated for name in "abc"] == alone
 
 

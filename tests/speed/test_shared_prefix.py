@@ -85,37 +85,29 @@ OTHER = [[1, *OPENING, 80, 81], [1, *OPENING, 90]]
 ELSEWHERE = [[1, 5, 6, 7, 8], [1, 5, 9]]
 
 
-def decode_all(engine, joins):
-    """Run requests to the end, joining at the given steps; their tokens."""
+def decode_all(engine, joins, decode_with_joins):
+    """Run requests to the end, joining at the given steps: their tokens, and the batch's opening
+    after each join and step."""
     requests = {name: request(rows, seed) for name, (rows, seed) in
                 {"a": (ROWS, 1), "b": (OTHER, 2), "c": (ELSEWHERE, 3)}.items()}
     openings = []
-    with torch.inference_mode():
-        batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
-        for steps, names in joins:
-            for _ in range(steps):
-                batch.step()
-            batch.add([requests[name] for name in names])
-            openings.append(batch.opening)
-        while batch.requests:
-            batch.step()
-            openings.append(batch.opening)
+    decode_with_joins(engine, requests, joins, watch=lambda batch: openings.append(batch.opening))
     return {name: r.generated for name, r in requests.items() if r.generated}, openings
 
 
-def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch):
+def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch, decode_with_joins):
     assert packing.supports(engine.model)
     used = []
     real = SharedPrefix.attention
     monkeypatch.setattr(SharedPrefix, "attention", lambda self, *a, **k: used.append(self.length) or real(self, *a, **k))
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 10**9)   # never pays: every step reads each row whole
     joins = [(0, "a"), (2, "b"), (1, "c")]
-    apart, _ = decode_all(engine, joins)
+    apart, _ = decode_all(engine, joins, decode_with_joins)
     assert used == []
     monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
     monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 8)
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 8)
-    once, openings = decode_all(engine, joins)
+    once, openings = decode_all(engine, joins, decode_with_joins)
     assert once == apart and set(once) == {"a", "b", "c"}
     # a and b share 41 tokens (<bos> and the opening); c opens otherwise: one token in common, too few
     assert openings[:2] == [41, 41] and 1 in openings
