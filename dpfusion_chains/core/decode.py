@@ -265,11 +265,15 @@ class DecodeBatch:
             self._thaw()  # no graph for this shape (or none at all): the step runs eagerly
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         ours = isinstance(self.cache, ReservedCache)
-        # Our cache: a 4-D mask goes to every layer as is (no host check of whether it is all ones),
-        # additive (kvcache.additive_mask), made once per step. transformers' own cache (a model with
-        # sliding-window layers, whose caches keep only the window): the 2-D mask, from which
-        # transformers builds each layer type's mask. Without padding no mask is needed at all.
-        mask = None if not self.padded else additive_mask(self.mask, self.model.dtype) if ours else self.mask.long()
+        mask = None  # without padding no mask is needed at all
+        if self.padded and ours:
+            # a 4-D mask goes to every layer as is (no host check of whether it is all ones),
+            # additive (kvcache.additive_mask), made once per step
+            mask = additive_mask(self.mask, self.model.dtype)
+        elif self.padded:
+            # transformers' own cache (a model with sliding-window layers, whose caches keep only
+            # the window): the 2-D mask, from which transformers builds each layer type's mask
+            mask = self.mask.long()
         # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays.
         shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype) \
             if ours and self.opening and packing.supports(self.model) else None

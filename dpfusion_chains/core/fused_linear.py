@@ -13,11 +13,11 @@ these layers for prefills (278 MB more for SmolLM2-135M, most of a larger model'
 
 A later sibling takes the slice only when it is called, in order, on the very tensor the first
 one was called on, in the same thread; anything else computes its own product as before, and a
-group whose slices once went untaken computes apart from then on. Slices
-are views into the joint result (their rows strided), so siblings are grouped only inside
-transformers' own attention and MLP modules, which view a projection into heads or multiply it
-elementwise and never need it contiguous. Like the packed products, this holds only inside the
-engine's forwards (`core.matmul.active`) and not under torch.compile.
+group whose slices once went untaken computes apart from then on. Slices are views into the
+joint result (their rows strided), so siblings are grouped only inside transformers' own
+attention and MLP modules, which view a projection into heads or multiply it elementwise and
+never need it contiguous. Like the packed products, this holds only inside the engine's forwards
+(`core.matmul.active`) and not under torch.compile.
 """
 
 from __future__ import annotations
