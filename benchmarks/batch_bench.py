@@ -17,7 +17,7 @@ forwards, and the rest, the decode steps):
                 every layer), to show what packing them gains on each side. Only where every
                 layer is packed.
   batch per-row — the batch again with every row's copy of the requests' shared opening read in
-                every decode step (core.shared_prefix off), to show what reading it once gains.
+                every decode step (core.shared_prefix off), to show what reading it once gains. CPU only.
   seq apart, batch apart — sequential and batch again with sibling projections (query, key,
                 value; gate, up) one product each (core.fused_linear off), to show what one
                 joint product gains on each side. Only where they are fused. Those layers then
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with opening_read_per_row():
             return batched()
 
-    ways = {"sequential": sequential, "batch": batched, "threads": threads, "batch per-row": opening_per_row}
+    ways = {"sequential": sequential, "batch": batched, "threads": threads}
+    if engine.device.type == "cpu":  # where core.shared_prefix applies
+        ways["batch per-row"] = opening_per_row
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
@@ -128,8 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seq, batch, seq_out, batch_out = (best[w][0] for w in ("sequential", "batch", "seq out-pk", "batch out-pk"))
         print(f"packing every layer: sequential {seq_out / seq:.2f}× and batch {batch_out / batch:.2f}× faster than "
               f"with the output layer alone packed, where batch ÷ sequential is {seq_out / batch_out:.2f}×")
-    print(f"reading the shared opening once: batch {best['batch per-row'][0] / best['batch'][0]:.2f}× faster than "
-          "reading every row's copy")
+    if "batch per-row" in best:
+        print(f"reading the shared opening once: batch {best['batch per-row'][0] / best['batch'][0]:.2f}× faster "
+              "than reading every row's copy")
     if "seq apart" in best:
         seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
         print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "
