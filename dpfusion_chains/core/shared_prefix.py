@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dpfusion_chains.core.kvcache import additive_mask
+
 MIN_ROWS = 4      # fewer rows read their openings with the rest of the row
 MIN_TOKENS = 64   # a shorter opening is read with each row
 MIN_SAVED = 512   # (rows − 1) × opening: positions no longer read per layer, at least
@@ -57,8 +59,7 @@ class SharedPrefix:
         region = min(leads) + length
         own_start = torch.tensor(leads, device=mask.device)[:, None] + length
         own = (torch.arange(region, mask.shape[1], device=mask.device)[None] >= own_start) & mask[:, region:]
-        additive = torch.zeros(own.shape, dtype=dtype, device=mask.device).masked_fill_(~own, float("-inf"))
-        return cls(leads[0], length, region, additive[:, None, None])
+        return cls(leads[0], length, region, additive_mask(own, dtype))
 
     def attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
         """One decode step's attention: query [rows, heads, 1, dim], key and value [rows, kv_heads,
