@@ -27,12 +27,11 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import nn
 
-from dpfusion_chains.core.matmul import PackedLinear, engaged, onednn_linear, pack_weight
+from dpfusion_chains.core.matmul import PackedLinear, PackKey, engaged, onednn_linear, pack_key, pack_weight, repack
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -46,31 +45,25 @@ class SiblingGroup:
     def __init__(self, members: list[nn.Module]) -> None:
         self._members = [weakref.ref(m) for m in members]  # no strong cycle through the registry
         self.sizes = [m.out_features for m in members]
-        self._packed: tuple[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor | None] | None] | None = None
+        self._packed: tuple[PackKey, tuple[torch.Tensor, torch.Tensor | None] | None] | None = None
         self.apart = False  # set for good once later members did not take their slices
 
     def weight(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """(stacked packed weight, stacked bias), packed again when a member's weight or bias was
-        replaced or changed in place; None when it cannot be packed (see PackedLinear)."""
+        replaced or changed in place; None when it cannot be packed (matmul.pack_key)."""
         members = [ref() for ref in self._members]
         if any(m is None for m in members):
             return None
-        tensors = [t for m in members for t in (m.weight, m.bias) if t is not None]
-        if any(t.is_inference() or t.device.type != "cpu" for t in tensors):
+        key = pack_key(tuple(t for m in members for t in (m.weight, m.bias) if t is not None))
+        if key is None:
             return None
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if self._packed is not None and self._packed[0] == key:
-            return self._packed[1]
-        try:
-            weight = pack_weight(torch.cat([m.weight.detach() for m in members]))
-            bias = None if members[0].bias is None else torch.cat([m.bias.detach() for m in members])
-            packed: tuple[torch.Tensor, torch.Tensor | None] | None = (weight, bias)
-        except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
-            logger.info("oneDNN cannot pack %d stacked layers (%s); they compute apart", len(members),
-                        type(exc).__name__)
-            packed = None
-        self._packed = (key, packed)
-        return packed
+        if self._packed is None or self._packed[0] != key:
+            def stacked() -> tuple[torch.Tensor, torch.Tensor | None]:
+                weight = pack_weight(torch.cat([m.weight.detach() for m in members]))
+                return weight, None if members[0].bias is None else torch.cat([m.bias.detach() for m in members])
+
+            self._packed = repack(key, stacked, f"{len(members)} stacked layers", "they compute apart", logger)
+        return self._packed[1]
 
     def product(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
         """Member `index`'s output for `x`: from the joint product (computed by member 0), or

@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -60,10 +60,10 @@ PackSetting = SwitchSetting
 
 logger = logging.getLogger(__name__)
 _state = threading.local()
-# packed layer → ((weight address, version), packed weight or None if oneDNN refused it). Kept
+PackKey = tuple[tuple[int, int], ...]  # a packed copy's source tensors: (address, version counter) each
+# packed layer → (pack_key of its weight, packed weight or None if oneDNN refused it). Kept
 # off the module so that copying, pickling or moving the model never meets a oneDNN tensor.
-_packed: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], torch.Tensor | None]] = \
-    weakref.WeakKeyDictionary()
+_packed: weakref.WeakKeyDictionary[nn.Module, tuple[PackKey, torch.Tensor | None]] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -122,26 +122,38 @@ class PackedLinear(WeightMajorLinear):
         return out.view(*x.shape[:-1], self.out_features)
 
     def _packed_weight(self, weight: torch.Tensor) -> torch.Tensor | None:
-        """`weight` (this layer's) packed, packed again when it was replaced or changed in place
-        (its address or version counter moved); None where oneDNN cannot pack it: a weight moved
-        off the CPU after `install`, or made under inference mode, which keeps no version counter
-        to tell a change by."""
-        if weight.is_inference():
+        """`weight` (this layer's) packed once, again when it changes (see `pack_key`); None
+        where it cannot be packed."""
+        key = pack_key((weight,))
+        if key is None:
             return None
-        key = (weight.data_ptr(), weight._version)
         cached = _packed.get(self)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        if weight.device.type != "cpu":
+        if cached is None or cached[0] != key:
+            cached = _packed[self] = repack(key, lambda: pack_weight(weight.detach()),
+                                            f"a {weight.shape[0]}×{weight.shape[1]} layer", "it stays weight-major")
+        return cached[1]
+
+
+def pack_key(tensors: tuple[torch.Tensor, ...]) -> PackKey | None:
+    """What a packed copy of `tensors` is kept under: their addresses and version counters, which
+    move when one is replaced or changed in place. None where no copy can be kept: a tensor moved
+    off the CPU after `install`, or made under inference mode, which keeps no version counter to
+    tell a change by."""
+    for tensor in tensors:
+        if tensor.is_inference() or tensor.device.type != "cpu":
             return None
-        try:
-            packed: torch.Tensor | None = pack_weight(weight.detach())
-        except (RuntimeError, AttributeError) as exc:  # this torch's oneDNN refuses the weight
-            logger.info("oneDNN cannot pack a %d×%d layer (%s); it stays weight-major", *weight.shape,
-                        type(exc).__name__)
-            packed = None
-        _packed[self] = (key, packed)
-        return packed
+    return tuple([(tensor.data_ptr(), tensor._version) for tensor in tensors])
+
+
+def repack(key: PackKey, pack: Callable[[], Any], what: str, otherwise: str,
+           log: logging.Logger = logger) -> tuple[PackKey, Any]:
+    """(key, pack()), or (key, None) where this torch's oneDNN refuses it, logged to `log` as
+    "oneDNN cannot pack <what> (<error type>); <otherwise>"."""
+    try:
+        return key, pack()
+    except (RuntimeError, AttributeError) as exc:
+        log.info("oneDNN cannot pack %s (%s); %s", what, type(exc).__name__, otherwise)
+        return key, None
 
 
 def install(model: Any, pack: PackSetting = "auto") -> int:
@@ -207,6 +219,6 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
 
 
-__all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackSetting", "PackedLinear", "WeightMajorLinear",
-           "WeightMajorSetting", "active", "engaged", "install", "onednn_available", "onednn_linear", "pack_weight",
-           "wants_weight_major"]
+__all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackKey", "PackSetting", "PackedLinear",
+           "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "onednn_available", "onednn_linear",
+           "pack_key", "pack_weight", "repack", "wants_weight_major"]
