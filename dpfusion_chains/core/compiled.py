@@ -77,14 +77,18 @@ class StaticBatch:
             static.keys[:, :, :length] = reserved.keys
             static.values[:, :, :length] = reserved.values
             static.cumulative_length.fill_(length)
-        self.mask = mask.new_zeros((mask.shape[0], capacity))
-        self.mask[:, :length] = mask
-        self.additive = additive_mask(self.mask, model.dtype)  # what the graph reads (kvcache.additive_mask)
+        opened = mask.new_zeros((mask.shape[0], capacity))
+        opened[:, :length] = mask
+        self.additive = additive_mask(opened, model.dtype)  # what the graph reads (kvcache.additive_mask)
         self.length, self.capacity = length, capacity
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """[rows, capacity] boolean, True = attend: the additive mask's open slots."""
+        return self.additive[:, 0, 0] == 0
 
     def next_mask(self) -> torch.Tensor:
         """Open the slot the next token is written to; the 4-D mask of that step."""
-        self.mask[:, self.length] = True
         self.additive[:, 0, 0, self.length] = 0.0
         return self.additive
 
