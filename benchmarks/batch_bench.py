@@ -35,7 +35,9 @@ sequential seconds ÷ batch floor.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
@@ -82,33 +84,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             packing.install(engine.model)
 
-    def output_packed(way: Any) -> Any:
+    def within(context: Callable[[], AbstractContextManager[Any]], way: Callable[[], list[Any]]) -> Any:
+        """`way` run inside a fresh `context()`: an engine setting changed for its turn only."""
         def run() -> list[Any]:
-            with output_layer_packed_only(engine):
+            with context():
                 return way()
         return run
-
-    def siblings_separate(way: Any) -> Any:
-        def run() -> list[Any]:
-            with siblings_apart(engine):
-                return way()
-        return run
-
-    def opening_per_row() -> list[Any]:
-        with opening_read_per_row():
-            return batched()
 
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     if engine.device.type == "cpu":  # where core.shared_prefix applies
-        ways["batch per-row"] = opening_per_row
+        ways["batch per-row"] = within(opening_read_per_row, batched)
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
-        ways["seq out-pk"] = output_packed(sequential)
-        ways["batch out-pk"] = output_packed(batched)
+        ways["seq out-pk"] = within(lambda: output_layer_packed_only(engine), sequential)
+        ways["batch out-pk"] = within(lambda: output_layer_packed_only(engine), batched)
     if any(type(m) is FusedLinear for m in engine.model.modules()):
-        ways["seq apart"] = siblings_separate(sequential)
-        ways["batch apart"] = siblings_separate(batched)
+        ways["seq apart"] = within(lambda: siblings_apart(engine), sequential)
+        ways["batch apart"] = within(lambda: siblings_apart(engine), batched)
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers(engine.device) as timers:
