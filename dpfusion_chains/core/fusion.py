@@ -149,12 +149,12 @@ def _log2(logp: torch.Tensor) -> torch.Tensor:
 def _excess_ratio_(log_ratio: torch.Tensor, via_exp2: bool | None = None) -> torch.Tensor:
     """x = r − 1 = p_g/q − 1 from log r, in place. By default through exp2 on a CPU (see _log2: 0.18
     against 0.37 ns an element for torch's expm1 on the dev CPU) and through expm1 elsewhere (one
-    kernel launch instead of three on a GPU); `via_exp2` chooses. Through exp2 x errs by at most (|x| + 2·(1 + |log r|)·r)·2^−24
-    (the float32 log2(e), the product, exp2's ulp, the subtraction), against about
-    (|x| + |log r|·r)·2^−24 through expm1, log r being rounded by |log r|·2^−24 already. The
-    r-part weighs λ·r/(1 + λ·x) ≤ 1 in a term q·(1 + λ·x)^c: c·(2 + |log r|)·2^−24 relative at
-    most beyond expm1's, the size of the roundings the search's margins absorb. r = 0 gives −1,
-    r = +inf gives +inf (tested)."""
+    kernel launch instead of three on a GPU); `via_exp2` chooses. Through exp2 x errs by at most
+    (|x| + 2·(1 + |log r|)·r)·2^−24 (the float32 log2(e), the product, exp2's ulp, the subtraction),
+    against about (|x| + |log r|·r)·2^−24 through expm1, log r being rounded by |log r|·2^−24
+    already. The r-part weighs λ·r/(1 + λ·x) ≤ 1 in a term q·(1 + λ·x)^c: c·(2 + |log r|)·2^−24
+    relative at most beyond expm1's, the size of the roundings the search's margins absorb. r = 0
+    gives −1, r = +inf gives +inf (tested)."""
     if via_exp2 is None:
         via_exp2 = log_ratio.device.type == "cpu"
     if not via_exp2:
@@ -164,13 +164,12 @@ def _excess_ratio_(log_ratio: torch.Tensor, via_exp2: bool | None = None) -> tor
 
 def _tail_sums(log2_public: torch.Tensor, coef2: torch.Tensor, log_m: torch.Tensor, head: torch.Tensor,
                out: torch.Tensor | None = None, one_pass: bool | None = None) -> torch.Tensor:
-    """The tail at one λ per row, exactly ([2, N]): Σ off the head of q·(m/q)^c for c = a, 1 − a,
-    with log2_public = log2 q (_log2), coef2 = c·log2(e) ([2, N], as the head's sums take them) and
-    log_m = log(m/q) = log(1 + λ·x) ([N, V]); `out`
-    ([N, V]) is used as scratch. By default one power at a time on a CPU: an [N, V] buffer still in
-    cache is cheaper than a fresh [2, N, V] one (in a decode step, after the forward has streamed
-    the weights through the caches); elsewhere both at once, in half the kernel launches.
-    `one_pass` chooses."""
+    """The tail at one λ per row, exactly ([2, N]): Σ off the head of q·(m/q)^c for c = a, 1 − a, with
+    log2_public = log2 q (_log2), coef2 = c·log2(e) ([2, N], as the head's sums take them) and
+    log_m = log(m/q) = log(1 + λ·x) ([N, V]); `out` ([N, V]) is used as scratch. By default one power
+    at a time on a CPU: an [N, V] buffer still in cache is cheaper than a fresh [2, N, V] one (in a
+    decode step, after the forward has streamed the weights through the caches); elsewhere both at
+    once, in half the kernel launches. `one_pass` chooses."""
     if one_pass is None:
         one_pass = log_m.device.type != "cpu"
     if one_pass:
