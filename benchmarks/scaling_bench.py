@@ -1,9 +1,12 @@
 """How DP-Fusion's cost grows with the context length and with the number of groups G.
 
-    python -m benchmarks.scaling_bench [--contexts 512 1024 2048 4096] [--groups 1 2 4 8] [--tokens 16]
+    python -m benchmarks.scaling_bench [--contexts 256 512 1024 2048 4096] [--groups 1 2 4 8]
+                                       [--groups-context 1024] [--tokens 16]
 
-For each context length (G=1) and each G (at the shortest context), DP-Fusion calls and
-plain `model.generate` calls on the same chat with the records in clear, interleaved. Per-token decode
+For each context length (G=1) and each G (at --groups-context), DP-Fusion calls and plain
+`model.generate` calls on the same chat with the records in clear, interleaved. A context length
+is a number of prompt tokens: the chat is padded with public background until its plain rendering
+has at least that many (a block of background is ~100 tokens, so up to that many more). Per-token decode
 time is separated from the prefill by timing each side at 1 and at 1+--tokens sampled tokens (shortest of --repeats).
 Writes benchmarks/results/scaling_bench.{json,png} (scaling_bench_cuda.* from a GPU).
 """
@@ -20,8 +23,23 @@ from benchmarks.speed_common import (add_engine_flags, engine_flags, flags_suffi
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
 
 
+def prompt_of_length(engine: Any, groups: int, context: int) -> list[dict[str, Any]]:
+    """record_prompt over `groups` records, with the least background that brings its plain
+    rendering to at least `context` tokens."""
+    chars = 0
+    while True:
+        prompt = record_prompt(groups, min_chars=chars)
+        missing = context - plain_ids(engine, prompt).shape[1]
+        if missing <= 0:
+            return prompt
+        # A token takes a character at least, so the least prompt long enough has this many characters
+        # at least: asking for them adds a block or more, never more than that prompt has.
+        padded = prompt[-1]["content"][:-1]  # record_prompt pads to min_chars, then appends the question
+        chars = sum(len(c if isinstance(c, str) else c.text) for c in padded) + missing
+
+
 def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -> dict[str, float]:
-    prompt = record_prompt(groups, min_chars=4 * context)
+    prompt = prompt_of_length(engine, groups, context)
     ids = plain_ids(engine, prompt)
     best = {"plain_1": float("inf"), "plain_n": float("inf"), "dp_1": float("inf"), "dp_n": float("inf")}
     for _ in range(repeats):  # interleaved, shortest kept: load from other processes hits all alike
@@ -52,6 +70,8 @@ def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]], 
     left.plot(x, [r["plain_step_ms"] for r in by_context], "o-", label="plain generate")
     left.plot(x, [r["dpfusion_step_ms"] for r in by_context], "s-", label="DP-Fusion, G=1")
     left.set(xscale="log", xlabel="prompt tokens", ylabel="ms per generated token", title="Context length")
+    left.set_xticks(x, [str(n) for n in x])  # the measured lengths, not log-scale minor labels on top of each other
+    left.minorticks_off()
     g = [r["groups"] for r in by_groups]
     right.plot(g, [r["plain_step_ms"] for r in by_groups], "o-", label="plain generate")
     right.plot(g, [r["dpfusion_step_ms"] for r in by_groups], "s-", label="DP-Fusion")
@@ -66,8 +86,10 @@ def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]], 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096],
+                        help="prompt tokens, at least (G=1)")
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--groups-context", type=int, default=1024, help="prompt tokens, at least, of the G sweep")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
@@ -80,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'G':>3} {'prompt':>7} {'plain ms/tok':>13} {'DP ms/tok':>10} {'ratio':>6} {'plain prefill s':>16} "
           f"{'DP prefill s':>13}")
     by_context = [measure(engine, 1, c, args.tokens, args.repeats) for c in args.contexts if c <= engine.context_window]
-    by_groups = [measure(engine, g, min(args.contexts), args.tokens, args.repeats) for g in args.groups]
+    by_groups = [measure(engine, g, args.groups_context, args.tokens, args.repeats) for g in args.groups]
     for r in by_context + by_groups:
         print(f"{r['groups']:>3} {r['prompt_tokens']:>7} {r['plain_step_ms']:>13.1f} {r['dpfusion_step_ms']:>10.1f} "
               f"{r['step_ratio']:>6.2f} {r['plain_prefill_s']:>16.2f} {r['dpfusion_prefill_s']:>13.2f}")
