@@ -38,9 +38,14 @@ def prompt_of_length(engine: Any, groups: int, context: int) -> list[dict[str, A
         chars = sum(len(c if isinstance(c, str) else c.text) for c in padded) + missing
 
 
-def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -> dict[str, float]:
+def measure(engine: Any, groups: int, context: int, tokens: int, repeats: int) -> dict[str, float] | None:
+    """Both sides at this length; None (printed) where the prompt and its tokens exceed the model's window."""
     prompt = prompt_of_length(engine, groups, context)
     ids = plain_ids(engine, prompt)
+    if ids.shape[1] + 1 + tokens > engine.context_window:
+        print(f"skipped: {ids.shape[1]} prompt tokens and {1 + tokens} more exceed the model's "
+              f"{engine.context_window}-token window")
+        return None
     best = {"plain_1": float("inf"), "plain_n": float("inf"), "dp_1": float("inf"), "dp_n": float("inf")}
     for _ in range(repeats):  # interleaved, shortest kept: load from other processes hits all alike
         runs = {"plain_1": lambda: run_plain(engine, ids, 1, 0),
@@ -76,7 +81,7 @@ def plot(by_context: list[dict[str, float]], by_groups: list[dict[str, float]], 
     right.plot(g, [r["plain_step_ms"] for r in by_groups], "o-", label="plain generate")
     right.plot(g, [r["dpfusion_step_ms"] for r in by_groups], "s-", label="DP-Fusion")
     right.set(xlabel="groups G (G+1 rows per step)", ylabel="ms per generated token",
-              title=f"Groups (~{by_groups[0]['prompt_tokens']} prompt tokens)")
+              title=f"Groups (~{by_groups[0]['prompt_tokens']} prompt tokens)" if by_groups else "Groups")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -101,8 +106,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model: {engine.model_name} on {engine.device}; {args.tokens} decode tokens; load average {load_average()}")
     print(f"{'G':>3} {'prompt':>7} {'plain ms/tok':>13} {'DP ms/tok':>10} {'ratio':>6} {'plain prefill s':>16} "
           f"{'DP prefill s':>13}")
-    by_context = [measure(engine, 1, c, args.tokens, args.repeats) for c in args.contexts if c <= engine.context_window]
-    by_groups = [measure(engine, g, args.groups_context, args.tokens, args.repeats) for g in args.groups]
+    by_context = [r for c in args.contexts if (r := measure(engine, 1, c, args.tokens, args.repeats)) is not None]
+    by_groups = [r for g in args.groups
+                 if (r := measure(engine, g, args.groups_context, args.tokens, args.repeats)) is not None]
     for r in by_context + by_groups:
         print(f"{r['groups']:>3} {r['prompt_tokens']:>7} {r['plain_step_ms']:>13.1f} {r['dpfusion_step_ms']:>10.1f} "
               f"{r['step_ratio']:>6.2f} {r['plain_prefill_s']:>16.2f} {r['dpfusion_prefill_s']:>13.2f}")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.scaling_bench import prompt_of_length
+from benchmarks.scaling_bench import measure, prompt_of_length
 from benchmarks.speed_common import plain_ids
 
 
@@ -38,3 +38,9 @@ def test_prompts_reach_the_length_with_the_least_background(chars, groups):
             shorter = [prompt[0], {"role": "user", "content": content[:first] + content[first + 1:]}]
             assert plain_ids(engine, shorter).shape[1] < context
     assert background_blocks(prompt_of_length(engine, groups, 1)) == 0  # the records alone suffice
+
+
+def test_a_length_past_the_models_window_is_skipped(capsys):
+    engine = SimpleNamespace(tokenizer=CharTokenizer(2), device="cpu", context_window=600)
+    assert measure(engine, 1, 1000, tokens=16, repeats=1) is None  # nothing generated: the engine has no model
+    assert "exceed the model's 600-token window" in capsys.readouterr().out
