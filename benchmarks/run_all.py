@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark, each printing ratios measured side by side in one run."""
+"""`make bench`: every benchmark, each printing ratios measured side by side in one run, then the
+goals beside the figures they saved (benchmarks/goals.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def main() -> int:
         except Exception as exc:  # keep going: one broken benchmark should not hide the others
             print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed.append(name)
+    print("\n=== goals (benchmarks.goals) ===", flush=True)
+    import torch
+
+    from benchmarks import goals
+
+    goals.main(["--device", "cuda" if torch.cuda.is_available() else "cpu"])  # what the runs above saved
     return 1 if failed else 0
 
 
