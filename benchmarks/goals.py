@@ -23,7 +23,7 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-Figure = tuple[str, float, "float | None"]  # label, value, the goal it must meet (None: shown, not judged)
+Figure = tuple[str, float, float | None]  # label, value, the goal it must meet (None: shown, not judged)
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ def prompt_of_length(engine: Any, groups: int, context: int) -> list[dict[str, A
         missing = context - plain_ids(engine, prompt).shape[1]
         if missing <= 0:
             return prompt
-        # A token takes a character at least, so the least prompt long enough has this many characters
-        # at least: asking for them adds a block or more, never more than that prompt has.
+        # A token of these (ASCII) records takes a character at least, so the least prompt long enough has
+        # this many characters at least: asking for them adds a block or more, never more than it has.
         padded = prompt[-1]["content"][:-1]  # record_prompt pads to min_chars, then appends the question
         chars = sum(len(c if isinstance(c, str) else c.text) for c in padded) + missing
 
