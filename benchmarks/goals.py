@@ -2,13 +2,13 @@
 
     python -m benchmarks.goals [--device cpu|cuda] [--suffix _compile-on]
 
-Reads what the last runs saved under benchmarks/results/ (engine_bench, batch_bench at 24 tokens
-and, where it was run, at 128, reference_bench; `--suffix` picks results run with changed engine
-flags, as their file names say), prints one line per figure with its goal and whether it is met,
-and draws them as benchmarks/results/goals.png (goals_cuda.png from a GPU's results): a bar per
-figure, green where it meets its goal, red where not (grey: no goal), its goal dashed across it. A figure whose
-benchmark has not been run reads "not measured". Nothing is measured here: a figure is only
-ever one a benchmark printed.
+Reads what the last runs saved under benchmarks/results/ (engine_bench, batch_bench at 24 and
+at 128 tokens, reference_bench: what `make bench` runs; `--suffix` picks results run with changed
+engine flags, as their file names say), prints one line per figure with its goal and whether it
+is met, and draws them as benchmarks/results/goals.png (goals_cuda.png from a GPU's results): a
+bar per figure, green where it meets its goal, red where not (grey: no goal), its goal dashed
+across it. A figure whose benchmark has not been run reads "not measured". Nothing is measured
+here: a figure is only ever one a benchmark printed.
 """
 
 from __future__ import annotations
