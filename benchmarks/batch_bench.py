@@ -43,8 +43,8 @@ from typing import Any
 from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, opening_read_per_row, output_layer_packed_only, packed_body_layers,
-                                     peak_memory_mb, request_prompts, save, siblings_apart, timed)
-from dpfusion_chains.core import packing
+                                     peak_memory_mb, request_prompts, save, timed)
+from dpfusion_chains.core import fused_linear, packing
 from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ways["seq out-pk"] = within(lambda: output_layer_packed_only(engine), sequential)
         ways["batch out-pk"] = within(lambda: output_layer_packed_only(engine), batched)
     if any(type(m) is FusedLinear for m in engine.model.modules()):
-        ways["seq apart"] = within(lambda: siblings_apart(engine), sequential)
-        ways["batch apart"] = within(lambda: siblings_apart(engine), batched)
+        ways["seq apart"] = within(lambda: fused_linear.computing_apart(engine.model), sequential)
+        ways["batch apart"] = within(lambda: fused_linear.computing_apart(engine.model), batched)
     engine.generate(prompts[0], max_new_tokens=2, seed=0, **SETTINGS)  # warm-up
     best = {name: (float("inf"), 0.0, 0.0) for name in ways}
     with StageTimers(engine.device) as timers:

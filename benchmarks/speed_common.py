@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import fused_linear, shared_prefix
+from dpfusion_chains.core import shared_prefix
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
@@ -167,14 +167,6 @@ def output_layer_packed_only(engine: Any) -> Iterator[None]:
     finally:
         for layer, kind in layers:
             layer.__class__ = kind
-
-
-@contextlib.contextmanager
-def siblings_apart(engine: Any) -> Iterator[None]:
-    """For the duration, sibling projections compute one product each (core.fused_linear's joint
-    products off, their stacked weights kept): the engine before they were joined."""
-    with fused_linear.computing_apart(engine.model):
-        yield
 
 
 @contextlib.contextmanager

@@ -241,3 +241,22 @@ def test_computing_apart_keeps_the_stacked_weights_for_afterwards(monkeypatch):
         for member in siblings(model)[0]:
             member(x)
     assert len(calls) == 2 and packs == [(64, 32)]  # one joint product before, one after; packed once
+
+
+def test_computing_apart_gives_an_engine_one_product_each_for_its_duration(monkeypatch):
+    from dpfusion_chains.testing import tiny_engine
+
+    engine = tiny_engine(seed=2)
+    fused = [m for m in engine.model.modules() if type(m) is FusedLinear]
+    assert len(fused) == 2 * 5  # two layers: query, key, value; gate, up
+    joint = []
+    real = fused_linear.onednn_linear
+    monkeypatch.setattr(fused_linear, "onednn_linear", lambda *a: joint.append(1) or real(*a))
+    msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
+    text = engine.generate(msgs, seed=1, max_new_tokens=6).text
+    assert joint
+    joint.clear()
+    with fused_linear.computing_apart(engine.model):
+        assert engine.generate(msgs, seed=1, max_new_tokens=6).text == text
+    assert joint == []
+    assert engine.generate(msgs, seed=1, max_new_tokens=6).text == text and joint  # joint again after

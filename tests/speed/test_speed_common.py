@@ -80,24 +80,3 @@ def test_output_layer_packed_only_unpacks_the_other_layers_for_its_duration():
         assert engine.generate(msgs, seed=1, max_new_tokens=6).text == packed
     assert [type(m) for m in body] == kinds
     assert speed_common.packed_body_layers(tiny_engine(seed=2, packed_weights=False)) == []
-
-
-def test_siblings_apart_computes_one_product_each_for_its_duration(monkeypatch):
-    from dpfusion_chains.core import fused_linear
-    from dpfusion_chains.core.fused_linear import FusedLinear
-    from dpfusion_chains.testing import tiny_engine
-
-    engine = tiny_engine(seed=2)
-    fused = [m for m in engine.model.modules() if type(m) is FusedLinear]
-    assert len(fused) == 2 * 5  # two layers: query, key, value; gate, up
-    joint = []
-    real = fused_linear.onednn_linear
-    monkeypatch.setattr(fused_linear, "onednn_linear", lambda *a: joint.append(1) or real(*a))
-    msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
-    text = engine.generate(msgs, seed=1, max_new_tokens=6).text
-    assert joint
-    joint.clear()
-    with speed_common.siblings_apart(engine):
-        assert engine.generate(msgs, seed=1, max_new_tokens=6).text == text
-    assert joint == []
-    assert engine.generate(msgs, seed=1, max_new_tokens=6).text == text and joint  # joint again after
