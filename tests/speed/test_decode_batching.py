@@ -508,6 +508,21 @@ def test_a_failure_in_a_callers_loop_reaches_the_caller_and_frees_the_loop(engin
     assert engine.generate(ask("Jane Roe"), beta=0.05, max_new_tokens=3, seed=1).tokens == 3
 
 
+def padded_steps_match_each_row_alone(model, rows):
+    """One request of `rows` (left-padded) in a DecodeBatch, two decode steps over the padded cache
+    (each row given tokens 6, then 7): every row's logits are those of its tokens alone. The batch."""
+    with torch.inference_mode():
+        batch = DecodeBatch(model, None, torch.device("cpu"), pad_id=0)
+        batch.add([request(rows, 4, n=3)])
+        assert batch.padded
+        for token in (6, 7):
+            batch._forward(torch.tensor([[token]] * len(rows)))
+        for row, logits in zip(rows, batch.logits):
+            alone = model(input_ids=torch.tensor([row + [6, 7]])).logits[0, -1]
+            assert torch.allclose(logits, alone, atol=1e-4)
+    return batch
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_a_padded_decode_step_gives_every_row_the_logits_of_its_tokens_alone(attention):
     from dpfusion_chains.core.kvcache import additive_mask
@@ -516,16 +531,7 @@ def test_a_padded_decode_step_gives_every_row_the_logits_of_its_tokens_alone(att
 
     model = tiny_model(default_tokenizer(), seed=6)
     model.set_attn_implementation(attention)  # eager attention adds the mask to its scores
-    req = request(ROWS_B, 4, n=3)
-    with torch.inference_mode():
-        batch = DecodeBatch(model, None, torch.device("cpu"), pad_id=0)
-        batch.add([req])
-        assert batch.padded and not batch.mask.all()
-        for token in (6, 7):  # two steps over the padded cache, each row given the same token
-            batch._forward(torch.tensor([[token]] * len(ROWS_B)))
-        for row, logits in zip(ROWS_B, batch.logits):
-            alone = model(input_ids=torch.tensor([row + [6, 7]])).logits[0, -1]
-            assert torch.allclose(logits, alone, atol=1e-4)
+    assert not padded_steps_match_each_row_alone(model, ROWS_B).mask.all()
     mask = torch.tensor([[False, True, True]])
     assert additive_mask(mask, torch.float32).tolist() == [[[[float("-inf"), 0.0, 0.0]]]]
 
@@ -549,15 +555,7 @@ def test_a_sliding_window_model_decodes_each_padded_row_as_it_would_alone():
     model = tiny_mistral()
     assert not supports_reserved_cache(model)
     rows = [[1, *range(100, 130)], [1, *range(100, 120), *range(200, 215)], [1, *range(100, 110)]]
-    with torch.inference_mode():
-        batch = DecodeBatch(model, None, torch.device("cpu"), pad_id=0)
-        batch.add([request(rows, 4, n=3)])
-        assert batch.padded
-        for token in (6, 7):
-            batch._forward(torch.tensor([[token]] * len(rows)))
-        for row, logits in zip(rows, batch.logits):
-            alone = model(input_ids=torch.tensor([row + [6, 7]])).logits[0, -1]
-            assert torch.allclose(logits, alone, atol=1e-4)
+    padded_steps_match_each_row_alone(model, rows)
 
 
 def test_an_engine_on_a_sliding_window_model_decodes_past_the_window():
