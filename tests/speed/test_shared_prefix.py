@@ -26,15 +26,20 @@ def rows_with_opening(leads, opening, width, kv_heads=3, dim=16, seed=0):
     return keys, values, mask
 
 
+def thresholds(monkeypatch, rows: int, tokens: int, saved: int) -> None:
+    """shared_prefix's MIN_ROWS, MIN_TOKENS and MIN_SAVED for one test."""
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", rows)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", tokens)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", saved)
+
+
 @pytest.mark.parametrize("leads, heads, kv_heads", [
     ([0, 5, 0, 9], 6, 3),      # left padding, grouped heads
     ([3, 3, 3], 4, 4),         # every row padded alike, one key head per query head
     ([0, 0], 2, 1),            # no padding
 ])
 def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, monkeypatch):
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
     opening, width = 12, 30
     keys, values, mask = rows_with_opening(leads, opening, width, kv_heads)
     query = torch.randn(len(leads), heads, 1, 16)
@@ -51,9 +56,7 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
 def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch):
     """The boolean mask is the authority on every column: masked ones inside a row's own part
     (which the engine's layouts do not make) stay masked."""
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
     keys, values, mask = rows_with_opening([0, 0], 8, 20, kv_heads=2)
     mask[1, 8:12] = False
     keys[1, :, 8:12] = 1e4                                   # would dominate if attended
@@ -104,9 +107,7 @@ def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine
     joins = [(0, "a"), (2, "b"), (1, "c")]
     apart, _ = decode_all(engine, joins, decode_with_joins)
     assert used == []
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 8)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 8)
+    thresholds(monkeypatch, rows=2, tokens=8, saved=8)
     once, openings = decode_all(engine, joins, decode_with_joins)
     assert once == apart and set(once) == {"a", "b", "c"}
     # a and b share 41 tokens (<bos> and the opening); c opens otherwise: one token in common, too few
