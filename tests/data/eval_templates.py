@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import random
 
-from dpfusion_chains.data.make_records import Doc, Ent, Maker, Style, iban, nhs_number
+from dpfusion_chains.data.builder import Doc, Ent, Maker, Style, iban, nhs_number
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from dpfusion_chains.data.make_records import Doc, Ent, Maker, Style
+from dpfusion_chains.data.builder import Doc, Ent, Maker, Style
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
 

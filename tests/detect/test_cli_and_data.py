@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dpfusion_chains.cli import main
-from dpfusion_chains.data import make_records
+from dpfusion_chains.data import builder, make_records
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = "Patient Jane Roe, aged 54, MRN 443-21, was admitted on 3 March 2024 with pneumonia.\n"
@@ -81,7 +81,7 @@ def test_bundled_records() -> None:
         assert set(record) == {"id", "domain", "title", "text", "spans", "questions"}
         _check_labels(record)
         assert record["questions"] and {q["answer_in"] for q in record["questions"]} <= {"public", "private"}
-        public = make_records._public_text(record["text"], record["spans"])
+        public = builder.public_text(record["text"], record["spans"])
         for q in record["questions"]:
             assert q["answer"] in record["text"]
             assert (q["answer"] in public) == (q["answer_in"] == "public"), (record["id"], q)
