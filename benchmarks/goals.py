@@ -23,6 +23,11 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
+def result_name(stem: str, device: str, extension: str) -> str:
+    """A saved result's file name (speed_common.save's too): a GPU's results beside the CPU's."""
+    return stem + ("" if device == "cpu" else f"_{device}") + extension
+
+
 Figure = tuple[str, float, float | None]  # label, value, the goal it must meet (None: shown, not judged)
 
 
@@ -67,7 +72,7 @@ def collect(device: str = "cpu", suffix: str = "", results: Path = RESULTS) -> l
     for goal in goals(device):
         if goal.cpu_only and device != "cpu":
             continue
-        path = results / (f"{goal.result}{suffix}" + ("" if device == "cpu" else f"_{device}") + ".json")
+        path = results / result_name(goal.result + suffix, device, ".json")
         common = {"goal": goal.title, "at_least": goal.at_least, "unit": goal.unit, "source": path.name}
         if not path.exists():
             rows.append({**common, "label": "", "value": None, "target": None, "met": None})
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = collect(args.device, args.suffix)
     for row in rows:
         print(describe(row))
-    png = RESULTS / ("goals" + args.suffix + ("" if args.device == "cpu" else f"_{args.device}") + ".png")
+    png = RESULTS / result_name("goals" + args.suffix, args.device, ".png")
     if plot(rows, png):
         print(f"plot: {png.relative_to(RESULTS.parent.parent)}")
     return rows

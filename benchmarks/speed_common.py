@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.goals import result_name
 from dpfusion_chains.core import shared_prefix
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
@@ -285,6 +286,6 @@ def save(name: str, report: dict[str, Any]) -> Path:
     """benchmarks/results/NAME.json; results from a GPU are NAME_cuda.json, beside the CPU's."""
     RESULTS.mkdir(exist_ok=True)
     device = torch.device(report.get("device", "cpu")).type
-    path = RESULTS / (f"{name}.json" if device == "cpu" else f"{name}_{device}.json")
+    path = RESULTS / result_name(name, device, ".json")
     path.write_text(json.dumps(report, indent=2))
     return path
