@@ -22,6 +22,12 @@ process, the same sampled text): the eight requests of benchmarks/batch_bench.py
 608-token opening) 64.9 → 50.8 ms, four of them (8 rows) 43.9 → 36.9 ms, two (4 rows) 32.1 →
 29.3 ms, and one request (2 rows) 26.5 → 27.4 ms: slower, hence MIN_ROWS. CPU only: GPU
 attention kernels read keys at a different cost and were not measured.
+
+Half-precision caches are attended in float32 (the parts read upcast, the output rounded once),
+as SDPA's CPU kernels keep their scores: with scores and softmax in bfloat16, an output was off by
+up to 0.033 against 0.008 for SDPA (16 rows, unit-scale values; tested). Upcasting cost the
+same as handing those steps to SDPA: eight bfloat16 requests' steps ~42 ms either way, ~38.5 ms
+rounding the scores.
 """
 
 from __future__ import annotations
@@ -59,26 +65,33 @@ class SharedPrefix:
         region = min(leads) + length
         own_start = torch.tensor(leads, device=mask.device)[:, None] + length
         own = (torch.arange(region, mask.shape[1], device=mask.device)[None] >= own_start) & mask[:, region:]
-        return cls(leads[0], length, region, additive_mask(own, dtype))
+        return cls(leads[0], length, region, additive_mask(own, _computed_in(dtype)))
 
     def attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
         """One decode step's attention: query [rows, heads, 1, dim], key and value [rows, kv_heads,
         columns, dim] (query head j reads key/value head j // (heads / kv_heads), as transformers'
-        repeat_kv lays them out) -> [rows, heads, 1, dim]."""
+        repeat_kv lays them out) -> [rows, heads, 1, dim], computed in float32 for half-precision
+        inputs (`.to` copies nothing for float32 ones)."""
         rows, heads, _, dim = query.shape
         kv_heads, n = key.shape[1], self.length
         group = heads // kv_heads
-        queries = query.reshape(rows, kv_heads, group, dim) * scale                  # [R, kv, g, d]
+        dtype = _computed_in(query.dtype)
+        queries = query.reshape(rows, kv_heads, group, dim).to(dtype) * scale        # [R, kv, g, d]
         opening = slice(self.start, self.start + n)
-        shared_keys, shared_values = key[0, :, opening], value[0, :, opening]        # [kv, n, d], row 0's
+        shared_keys, shared_values = key[0, :, opening].to(dtype), value[0, :, opening].to(dtype)  # [kv, n, d]
+        own_keys, own_values = key[:, :, self.region:].to(dtype), value[:, :, self.region:].to(dtype)
         stacked = queries.transpose(0, 1).reshape(kv_heads, rows * group, dim)       # every row's queries
-        shared = torch.bmm(stacked, shared_keys.transpose(1, 2))                     # [kv, R·g, n]
-        own = torch.matmul(queries, key[:, :, self.region:].transpose(2, 3)).add_(self.own_mask)  # [R, kv, g, w]
+        shared = torch.bmm(stacked, shared_keys.transpose(1, 2))                     # [kv, R·g, n], row 0's keys
+        own = torch.matmul(queries, own_keys.transpose(2, 3)).add_(self.own_mask)    # [R, kv, g, w]
         weights = torch.cat([shared.view(kv_heads, rows, group, n).transpose(0, 1), own], dim=-1).softmax(dim=-1)
         out = torch.bmm(weights[..., :n].transpose(0, 1).reshape(kv_heads, rows * group, n), shared_values)
-        out = out.view(kv_heads, rows, group, dim).transpose(0, 1) + torch.matmul(weights[..., n:],
-                                                                                    value[:, :, self.region:])
-        return out.reshape(rows, heads, 1, dim)
+        out = out.view(kv_heads, rows, group, dim).transpose(0, 1) + torch.matmul(weights[..., n:], own_values)
+        return out.reshape(rows, heads, 1, dim).to(query.dtype)
+
+
+def _computed_in(dtype: torch.dtype) -> torch.dtype:
+    """The dtype attention is computed in: float32 for half-precision inputs, else their own."""
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 __all__ = ["MIN_ROWS", "MIN_SAVED", "MIN_TOKENS", "SharedPrefix"]

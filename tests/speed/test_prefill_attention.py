@@ -45,7 +45,24 @@ def test_no_query_sees_a_later_key():
     assert torch.equal(outs[0][:, :-1], outs[1][:, :-1]) and not torch.equal(outs[0][:, -1], outs[1][:, -1])
 
 
-def test_applies_to_float32_cpu_pieces_long_enough_without_autograd():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_pieces_are_attended_in_float32(dtype):
+    """Rounded to the input dtype once, at the output: at least as close to float64 attention over
+    the same (rounded) inputs as SDPA's own half-precision kernel, and close to float32's."""
+    g = torch.Generator().manual_seed(3)
+    base, n, dim = 40, 300, 64
+    query = torch.randn(1, 6, n, dim, generator=g).to(dtype)
+    keys = (torch.randn(1, 2, base + n, dim, generator=g) * 3).to(dtype)
+    values = torch.randn(1, 2, base + n, dim, generator=g).to(dtype)
+    out = torch.full((6, n, dim), float("nan"), dtype=dtype)
+    prefill_attention.piece_attention(query, keys, values, base, dim ** -0.5, out)
+    exact = sdpa_reference(query.double(), keys.double(), values.double(), base, dim ** -0.5)
+    ours = (out.double() - exact).abs().max().item()
+    sdpa = (sdpa_reference(query, keys, values, base, dim ** -0.5).double() - exact).abs().max().item()
+    assert out.dtype == dtype and ours <= sdpa and ours < 1e-2
+
+
+def test_applies_to_float32_and_half_precision_cpu_pieces_long_enough_without_autograd():
     long = torch.zeros(1, 2, prefill_attention.MIN_QUERIES, 8)
     assert prefill_attention.applies(long)
     assert not prefill_attention.applies(long[:, :, 1:])                 # short: SDPA's fixed cost is lower
@@ -54,5 +71,6 @@ def test_applies_to_float32_cpu_pieces_long_enough_without_autograd():
     with torch.no_grad():
         assert prefill_attention.applies(long.clone().requires_grad_())
     assert prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.float32, torch.device("cpu"))
-    assert not prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.bfloat16, torch.device("cpu"))
+    assert prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.bfloat16, torch.device("cpu"))
+    assert prefill_attention.applies(long.half())
     assert not prefill_attention.takes(prefill_attention.MIN_QUERIES, torch.float32, torch.device("meta"))

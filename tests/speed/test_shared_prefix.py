@@ -53,6 +53,29 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
     assert out.shape == query.shape and torch.allclose(out, full, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_rows_are_attended_in_float32(dtype, monkeypatch):
+    """Scores and softmax in float32, the output rounded once: at least as close to float64
+    attention over the same (rounded) inputs as SDPA's own half-precision kernel (scores rounded to
+    bfloat16 before the softmax were ~4× further off)."""
+    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
+    leads, opening, width, heads, kv_heads = [0, 5, 0, 9] * 4, 120, 330, 9, 3
+    keys, values, mask = rows_with_opening(leads, opening, width, kv_heads, dim=64)
+    keys = keys * 2
+    query = (torch.randn(len(leads), heads, 1, 64) * 2).to(dtype)
+    keys, values = keys.nan_to_num().to(dtype), values.nan_to_num().to(dtype)
+    out = SharedPrefix.plan(leads, opening, mask, dtype).attention(query, keys, values, scale=0.125)
+
+    def full(q, k, v, mask_dtype):
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1),
+                                              attn_mask=additive_mask(mask, mask_dtype), scale=0.125)
+
+    exact = full(query.double(), keys.double(), values.double(), torch.float64)
+    ours = (out.double() - exact).abs().max().item()
+    sdpa = (full(query, keys, values, dtype).double() - exact).abs().max().item()
+    assert out.dtype == dtype and ours <= sdpa
+
+
 def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch):
     """The boolean mask is the authority on every column: masked ones inside a row's own part
     (which the engine's layouts do not make) stay masked."""
