@@ -27,8 +27,15 @@ setting says which layers are packed; "auto" packs them all while the copies tak
 PACK_MEMORY_SHARE of the machine's memory, else the output layer (by far the largest matrix of
 a small model) alone.
 
+bfloat16 weights are packed too where oneDNN computes bfloat16 on this CPU (AVX512-BF16 or AMX;
+`packs_bfloat16`). On the Zen 5 (cold for 2 and 16 rows) the 1536×576 MLP matrix took 2.19 ms
+for 1164 rows (~940 GFLOP/s) against 4.35 packed in float32 and 2.31 stock in bfloat16, 160 µs
+for 16 rows against 222 and 189; the output layer 1.9 ms for 16 rows against 3.5 and 2.9. A
+bfloat16 layer left unpacked keeps the stock kernel: weight-major was measured for float32 only.
+
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
-`WeightMajorLinear`, or `PackedLinear` for the packed ones; their forward is the stock one
+`WeightMajorLinear`, or `PackedLinear` for the packed ones (bfloat16 ones to `PackedLinear`
+where packed, else not at all); their forward is the stock one
 except inside `active()` (the engine's own eager forwards, in this thread), with few rows (any
 number for a packed layer) and not under torch.compile (inductor picks its own kernels).
 Outside the engine the model computes exactly as before, so the user's other calls, and any
@@ -90,7 +97,7 @@ class WeightMajorLinear(nn.Linear):
         if not engaged():
             return super().forward(x)
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        if not 2 <= rows <= MAX_ROWS or x.dtype != self.weight.dtype:
+        if not 2 <= rows <= MAX_ROWS or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return super().forward(x)
         out = torch.mm(self.weight, x.reshape(rows, x.shape[-1]).t()).t()
         if self.bias is not None:
@@ -159,14 +166,17 @@ def repack(key: PackKey, pack: Callable[[], Any], what: str, otherwise: str,
 def install(model: Any, pack: PackSetting = "auto") -> int:
     """Swap the model's plain float32 CPU nn.Linear modules for WeightMajorLinear, or PackedLinear
     for those `pack` says (True: all; False: none; "auto": all while their copies take at most
-    PACK_MEMORY_SHARE of the machine's memory, else the output layer alone). Same parameters, no
-    copy until a packed layer's first product; returns how many were swapped."""
+    PACK_MEMORY_SHARE of the machine's memory, else the output layer alone); bfloat16 ones, where
+    `packs_bfloat16`, for PackedLinear where packed. Same parameters, no copy until a packed
+    layer's first product; returns how many were swapped."""
+    dtypes = (torch.float32, torch.bfloat16) if packs_bfloat16() else (torch.float32,)
     layers = [m for m in model.modules() if type(m) is nn.Linear and getattr(m, "weight", None) is not None
-              and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32]
+              and m.weight.device.type == "cpu" and m.weight.dtype in dtypes]
     packed = _packed_layers(model, layers, pack) if onednn_available() else set()
-    for layer in layers:
+    swapped = [m for m in layers if m in packed or m.weight.dtype == torch.float32]
+    for layer in swapped:
         layer.__class__ = PackedLinear if layer in packed else WeightMajorLinear
-    return len(layers)
+    return len(swapped)
 
 
 def _packed_layers(model: Any, layers: list[nn.Module], pack: PackSetting) -> set[nn.Module]:
@@ -208,6 +218,12 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def packs_bfloat16() -> bool:
+    """Whether oneDNN computes bfloat16 products natively on this CPU (AVX512-BF16 or AMX)."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return onednn_available() and supported is not None and bool(supported())
+
+
 def onednn_linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """rows · weightᵀ (+ bias) through oneDNN's linear op: [m, k] rows, weight [n, k] packed by
     `pack_weight` or plain and contiguous (a strided one falls to a very slow path)."""
@@ -221,4 +237,4 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackKey", "PackSetting", "PackedLinear",
            "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "onednn_available", "onednn_linear",
-           "pack_key", "pack_weight", "repack", "wants_weight_major"]
+           "pack_key", "packs_bfloat16", "pack_weight", "repack", "wants_weight_major"]

@@ -1,7 +1,7 @@
 """Weight-major few-row products and packed oneDNN products: the same numbers as nn.Linear inside
 the engine, bit-identical stock behaviour outside it (other threads, other libraries sharing the
-model), only plain float32 CPU layers swapped, packed as the setting and the memory check say,
-and nothing dynamo cannot trace."""
+model), only plain float32 CPU layers swapped (bfloat16 ones packed where oneDNN computes
+bfloat16), packed as the setting and the memory check say, and nothing dynamo cannot trace."""
 
 import threading
 
@@ -68,10 +68,44 @@ def test_install_swaps_only_plain_float32_cpu_linears_once():
     class Custom(nn.Linear):
         pass
 
-    model = nn.Sequential(nn.Linear(4, 4), Custom(4, 4), nn.Linear(4, 4).to(torch.bfloat16), nn.Embedding(5, 4))
-    assert install(model, pack=False) == 1
-    assert [type(m).__name__ for m in model] == ["WeightMajorLinear", "Custom", "Linear", "Embedding"]
-    assert install(model) == 0
+    model = nn.Sequential(nn.Linear(4, 4), Custom(4, 4), nn.Linear(4, 4).to(torch.bfloat16), nn.Embedding(5, 4),
+                          nn.Linear(4, 4).to(torch.float16))
+    assert install(model, pack=False) == 1  # unpacked, a bfloat16 layer keeps the stock kernel
+    assert [type(m).__name__ for m in model] == ["WeightMajorLinear", "Custom", "Linear", "Embedding", "Linear"]
+    assert install(model, pack=False) == 0
+
+
+def test_bfloat16_layers_are_packed_where_onednn_computes_bfloat16(monkeypatch):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4).to(torch.bfloat16), nn.Linear(4, 4).to(torch.float16))
+    monkeypatch.setattr(matmul, "packs_bfloat16", lambda: False)
+    assert install(model, pack=True) == 1
+    assert [type(m).__name__ for m in model] == ["PackedLinear", "Linear", "Linear"]
+    monkeypatch.setattr(matmul, "packs_bfloat16", lambda: True)
+    assert install(model, pack=True) == 1
+    assert [type(m).__name__ for m in model] == ["PackedLinear", "PackedLinear", "Linear"]
+
+
+@pytest.mark.skipif(not matmul.packs_bfloat16(), reason="oneDNN computes no bfloat16 on this CPU")
+def test_a_packed_bfloat16_layer_matches_nn_linear_and_falls_back_to_the_stock_kernel():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 96).to(torch.bfloat16)
+    reference = nn.Linear(64, 96).to(torch.bfloat16)
+    reference.load_state_dict(layer.state_dict())
+    assert install(layer, pack=True) == 1 and type(layer) is matmul.PackedLinear
+    exact = reference.float()
+    for shape in [(1, 64), (2, 64), (16, 64), (3, 300, 64)]:
+        x = torch.randn(shape).to(torch.bfloat16)
+        with torch.inference_mode(), active():
+            out = layer(x)
+        assert out.dtype == torch.bfloat16 and out.shape == (*shape[:-1], 96)
+        # within bfloat16's rounding of the float32 product (2⁻⁸ relative), as the stock kernel
+        torch.testing.assert_close(out.float(), exact(x.float()), atol=2e-2, rtol=2 ** -7)
+    assert matmul._packed[layer][1] is not None  # the packed product ran
+    monkeypatch_pack = matmul._packed[layer]
+    matmul._packed[layer] = (monkeypatch_pack[0], None)  # as if oneDNN had refused it: the stock kernel
+    x = torch.randn(4, 64).to(torch.bfloat16)
+    with torch.inference_mode(), active():
+        assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
 
 
 def test_it_traces_under_torch_compile_with_fullgraph():
