@@ -1,0 +1,65 @@
+"""A bfloat16 model on a CPU: its layers packed where oneDNN computes bfloat16 (core.matmul), its
+prefill and decode attention computed in float32 (core.prefill_attention, core.shared_prefix),
+every step's bound met in the float64 audit, and the answers of requests batched together
+their own."""
+
+import pytest
+import torch
+from torch import nn
+
+from dpfusion_chains.core import matmul, prefill_attention, shared_prefix
+from dpfusion_chains.core.engine import DPFusionEngine
+from dpfusion_chains.core.spans import private
+from dpfusion_chains.testing import default_tokenizer, tiny_model
+
+RECORD = ("Patient Maria Lopez, born 1961-03-04, was admitted to St Anne's ward 4 with chest pain; "
+          "her cardiologist Dr. Ivo Berg noted a prior stent and prescribed clopidogrel.")
+
+
+def bf16_engine(**kwargs) -> DPFusionEngine:
+    tokenizer = default_tokenizer()
+    model = tiny_model(tokenizer, seed=5).to(torch.bfloat16)
+    return DPFusionEngine(model, tokenizer, device="cpu", detector="whole", model_name="tiny-bf16", **kwargs)
+
+
+def messages(i: int) -> list[dict]:
+    return [{"role": "system", "content": "Answer from the record in one sentence. " * 4},
+            {"role": "user", "content": [f"Question {i}: what happened to the patient?\n", private(RECORD)]}]
+
+
+def test_layers_are_packed_where_onednn_computes_bfloat16():
+    engine = bf16_engine()
+    linears = [m for m in engine.model.modules() if isinstance(m, nn.Linear)]
+    packed = [m for m in linears if isinstance(m, matmul.PackedLinear)]
+    assert linears and len(packed) == (len(linears) if matmul.packs_bfloat16() else 0)
+    assert all(m.weight.dtype == torch.bfloat16 for m in linears)
+
+
+def test_a_bfloat16_engine_decodes_in_float32_attention_within_its_audited_bound(monkeypatch):
+    monkeypatch.setattr(prefill_attention, "MIN_QUERIES", 1)   # every piece through the oneDNN products
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)          # the opening read once, also for 2 rows
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
+    pieces, steps = [], []
+    original_piece, original_step = prefill_attention.piece_attention, shared_prefix.SharedPrefix.attention
+    monkeypatch.setattr(prefill_attention, "piece_attention",
+                        lambda query, *a, **k: (pieces.append(query.dtype), original_piece(query, *a, **k))[1])
+    monkeypatch.setattr(shared_prefix.SharedPrefix, "attention",
+                        lambda self, query, *a: (steps.append(query.dtype), original_step(self, query, *a))[1])
+    engine = bf16_engine(audit=True)
+    alone = [engine.generate(messages(i), seed=i, max_new_tokens=6, beta=0.5) for i in range(3)]
+    assert set(pieces) == {torch.bfloat16} and set(steps) == {torch.bfloat16}
+    for result in alone:
+        assert len(result.token_ids) == 6 and result.epsilon > 0
+        assert result.audit_margin is not None and result.audit_margin >= 0   # every step within its bound
+    batched = engine.generate_batch([{"messages": messages(i), "seed": i, "max_new_tokens": 6} for i in range(3)],
+                                    beta=0.5)
+    assert [len(r.token_ids) for r in batched] == [6, 6, 6]
+    assert [r.epsilon for r in batched] == [r.epsilon for r in alone]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_openings_are_planned_with_a_float32_mask(dtype):
+    mask = torch.ones(4, 300, dtype=torch.bool)
+    plan = shared_prefix.SharedPrefix.plan([0] * 4, 200, mask, dtype)
+    assert plan is not None and plan.own_mask.dtype == torch.float32
