@@ -10,7 +10,7 @@ import sys
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("benchmarks.engine_bench", []), ("benchmarks.batch_bench", []), ("benchmarks.batch_bench", ["--tokens", "128"]),
     ("benchmarks.scaling_bench", []), ("benchmarks.reference_bench", []), ("benchmarks.compile_bench", []),
-    ("benchmarks.detect_speed", []), ("benchmarks.ledger_bench", [])]
+    ("benchmarks.dtype_bench", []), ("benchmarks.detect_speed", []), ("benchmarks.ledger_bench", [])]
 
 
 def main() -> int:

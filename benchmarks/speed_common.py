@@ -127,6 +127,9 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                              "compare separate runs)")
     parser.add_argument("--graph-search", choices=list(SWITCH_FLAGS), default="auto",
                         help="the λ search replayed from CUDA graphs (auto: on a CUDA GPU)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                        help="the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU); "
+                             "the fusion math is float32 either way")
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
             "weight_major": SWITCH_FLAGS[args.weight_major], "packed_weights": SWITCH_FLAGS[args.packed_weights],
             "packed_prefill": args.packed_prefill == "on",
             "compile": COMPILE_FLAGS[args.compile], "keep_freed_memory": SWITCH_FLAGS[args.keep_freed_memory],
-            "graph_search": SWITCH_FLAGS[args.graph_search]}
+            "graph_search": SWITCH_FLAGS[args.graph_search], "dtype": args.dtype}
 
 
 def flags_suffix(args: argparse.Namespace) -> str:
@@ -147,6 +150,7 @@ def flags_suffix(args: argparse.Namespace) -> str:
     parts += [] if args.compile == "auto" else [f"compile-{args.compile}"]
     parts += [] if args.keep_freed_memory == "auto" else [f"keepfreed-{args.keep_freed_memory}"]
     parts += [] if args.graph_search == "auto" else [f"graphsearch-{args.graph_search}"]
+    parts += [] if args.dtype == "auto" else [args.dtype]
     return "".join("_" + p for p in parts)
 
 

@@ -18,18 +18,20 @@ def test_default_flags_give_the_engine_defaults_and_no_suffix():
     assert speed_common.engine_flags(args) == {"prefix_cache_tokens": speed_common.PREFIX_CACHE_TOKENS,
                                                "weight_major": "auto", "packed_weights": "auto",
                                                "packed_prefill": True, "compile": "auto",
-                                               "keep_freed_memory": "auto", "graph_search": "auto"}
+                                               "keep_freed_memory": "auto", "graph_search": "auto",
+                                               "dtype": "auto"}
     assert speed_common.flags_suffix(args) == ""
 
 
 def test_changed_flags_name_the_result():
     args = parse("--compile", "off", "--packed-prefill", "off", "--prefix-cache-tokens", "0",
-                 "--packed-weights", "off", "--keep-freed-memory", "off", "--graph-search", "off")
+                 "--packed-weights", "off", "--keep-freed-memory", "off", "--graph-search", "off",
+                 "--dtype", "bfloat16")
     flags = speed_common.engine_flags(args)
     assert flags["compile"] is False and flags["packed_weights"] is False and flags["keep_freed_memory"] is False
-    assert flags["graph_search"] is False
+    assert flags["graph_search"] is False and flags["dtype"] == "bfloat16"
     assert speed_common.flags_suffix(args) == \
-        "_prefix0_packedweights-off_unpacked_compile-off_keepfreed-off_graphsearch-off"
+        "_prefix0_packedweights-off_unpacked_compile-off_keepfreed-off_graphsearch-off_bfloat16"
 
 
 def test_results_from_a_gpu_are_filed_beside_the_cpus(tmp_path, monkeypatch):
