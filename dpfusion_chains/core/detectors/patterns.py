@@ -8,7 +8,6 @@ spaCy's 0.85, so their types win when spans merge); generic shapes score 0.5-0.7
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from dpfusion_chains.core.detectors.gazetteers import COUNTRIES, NRP_TERMS, REGIONS
@@ -36,6 +35,7 @@ from dpfusion_chains.core.detectors.recognizers import (
     Recognizer,
     TermsRecognizer,
 )
+from dpfusion_chains.core.detectors.validators import UNIT_SUFFIX, card, count_digits, iban, identifier, ipv4, ipv6, phone
 
 # ----------------------------------------------------------------------------- shared pieces
 MONTH = (
@@ -65,93 +65,6 @@ US_STATES = (
     "|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
 _CITY = rf"(?:[{UPPER}][\w'’\-]+(?:[ \-](?:upon|on|under|le|en|sur|am|im|de|del)?[ \-]?[{UPPER}][\w'’\-]+){{0,2}})"
-
-
-def _digits(text: str) -> int:
-    return sum(map(str.isdigit, text))
-
-
-# ----------------------------------------------------------------------------- validators
-def _luhn_ok(number: str) -> bool:
-    digits = [int(c) for c in number if c.isdigit()]
-    checksum = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        checksum += d
-    return checksum % 10 == 0
-
-
-def _card(match: str) -> tuple[str, float]:
-    # A Luhn-valid 13-19 digit number is a card; other long digit runs are still identifiers.
-    return ("CREDIT_CARD", 0.95) if _luhn_ok(match) else ("ID", 0.6)
-
-
-def _iban_ok(value: str) -> bool:
-    compact = re.sub(r"\s", "", value).upper()
-    if not 15 <= len(compact) <= 34:
-        return False
-    rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(c, 36)) for c in rearranged)
-    return int(number) % 97 == 1
-
-
-def _iban(match: str) -> tuple[str, float]:
-    return ("IBAN_CODE", 0.95) if _iban_ok(match) else ("ID", 0.6)
-
-
-_DATE_LIKE = re.compile(r"^(?:\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4})$")
-
-
-def _phone(match: str) -> bool:
-    digits = _digits(match)
-    if not 7 <= digits <= 15:
-        return False
-    return not _DATE_LIKE.match(match.strip())
-
-
-_UNIT_SUFFIX = re.compile(
-    r"^\d+(?:[.,]\d+)?(?:mg|mcg|ug|g|kg|ml|l|mmol|mmhg|cm|mm|km|m|iu|bpm|hrs?|h|mins?|am|pm|st|nd|rd|th|s|x|kcal|mph|kph|gb|mb|kb)$",
-    re.IGNORECASE,
-)
-_ALL_DIGITS = re.compile(r"\d+")
-_DECIMAL = re.compile(r"\d+[.,]\d+")
-
-
-def _identifier(match: str) -> bool:
-    """An alphanumeric token is an identifier if it carries enough digits to number things."""
-    # (map over str methods and precompiled patterns: this runs for every digit-bearing token)
-    digits = _digits(match)
-    letters = sum(map(str.isalpha, match))
-    if _UNIT_SUFFIX.match(match):
-        return False
-    if letters == 0:
-        # Pure numbers: 5+ digits, or digit groups joined by separators ("443-21"); a lone
-        # 4-digit number is most likely a year or a quantity.
-        if _ALL_DIGITS.fullmatch(match):
-            return digits >= 5
-        return digits >= 4 and not _DECIMAL.fullmatch(match)
-    # Mixed tokens: 3+ digits ("A1234567"), or 2 digits in an all-caps code ("AB12CD"); words with
-    # lower-case parts and few digits ("54-year-old", "HbA1c") are not. Recall-first, an all-caps
-    # term such as "COVID-19" is taken as a code.
-    return digits >= 3 or (digits >= 2 and len(match) >= 4 and not any(map(str.islower, match)))
-
-
-def _ipv6(match: str) -> bool:
-    # Times ("14:30:00") have the shape too; the address parser decides.
-    if match.count(":") < 2 or ("::" not in match and match.count(":") != 7):
-        return False
-    try:
-        ipaddress.IPv6Address(match)
-    except ValueError:
-        return False
-    return True
-
-
-def _ipv4(match: str) -> bool:
-    return all(0 <= int(part) <= 255 for part in match.split("."))
 
 
 # ----------------------------------------------------------------------------- recognizers
@@ -186,14 +99,14 @@ IP_ADDRESS = PatternRecognizer(
     # First digit, then the look-behind (see FAST_SCAN_NOTE): "(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}".
     r"\d(?<![\d.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.]|\.\d)",
     0.9,
-    validate=_ipv4,
+    validate=ipv4,
 )
 IPV6 = PatternRecognizer(
     "ipv6",
     "IP_ADDRESS",
     r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])",
     0.85,
-    validate=_ipv6,
+    validate=ipv6,
     # Two colons at least, one of them before a hex digit or another colon: only such words are tried.
     word_anchor=r":[0-9A-Fa-f:]",
 )
@@ -202,7 +115,7 @@ IBAN = PatternRecognizer(
     "IBAN_CODE",
     r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
     0.95,
-    validate=_iban,
+    validate=iban,
 )
 CARD = PatternRecognizer(
     "card",
@@ -210,7 +123,7 @@ CARD = PatternRecognizer(
     # "(?<![\d-])(?:\d{4}[ -]?){3}\d{1,7}|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}", first digit taken out (FAST_SCAN_NOTE).
     r"\d(?<![\d-]\d)(?:\d{3}[ -]?(?:\d{4}[ -]?){2}\d{1,7}(?![\d-])|\d{3}[ -]?\d{6}[ -]?\d{5}(?![\d-]))",
     0.95,
-    validate=_card,
+    validate=card,
 )
 MASKED_CARD = PatternRecognizer(
     "masked_card",
@@ -230,7 +143,7 @@ PHONE = PatternRecognizer(
     r"|\(?[2-9]\d{2}\)?[\s.-]\d{3}[\s.-]\d{4})"
     r"(?:\s?(?:ext\.?|x)\s?\d{1,5})?(?![\w/-])",
     0.85,
-    validate=_phone,
+    validate=phone,
 )
 PHONE_AFTER_LABEL = KeywordValueRecognizer(
     "phone_after_label",
@@ -239,7 +152,7 @@ PHONE_AFTER_LABEL = KeywordValueRecognizer(
     r"(\+?[\d(][\d\s().-]{5,20}\d)",
     0.9,
     connector=r"\.?(?:[ \t]*(?:no\.?|number|#))?[ \t]*[:\-]?[ \t]*",
-    validate=_phone,
+    validate=phone,
 )
 DATE = PatternRecognizer(
     "date",
@@ -354,7 +267,7 @@ NUMBER_AFTER_CUE = PatternRecognizer(
     r"(?=[nN#])(?:\b(?i:number|no|nr|num)\b\.?|#)[ \t]*[:#]?[ \t]*(\d[\dA-Za-z/-]*\d)(?![\w-])",
     0.7,
     group=1,
-    validate=lambda m: not _UNIT_SUFFIX.match(m),
+    validate=lambda m: not UNIT_SUFFIX.match(m),
 )
 # "Jane Roe (54)": a bracketed number right after a word is, in records, nearly always an age.
 AGE_IN_BRACKETS = PatternRecognizer("age_in_brackets", "AGE", r"[ \t](?<=[^\W\d_][ \t])\((\d{1,3})\)", 0.75, group=1)  # FAST_SCAN_NOTE
@@ -370,7 +283,7 @@ _SENTENCE_WORDS = ("The", "A", "An", "In", "At", "On", "Of", "From", "To", "And"
 PLACE_BEFORE_POSTCODE = PrecedingPlaceRecognizer("place_before_postcode", _POSTCODES, score=0.85, skip=_SENTENCE_WORDS)
 # A token of letters/digits, optionally joined by - / . _, that carries digits: record, badge,
 # employee, case and account numbers ("ZX-99120", "443-21", "A1234567", "2023/0456").
-GENERIC_ID = DigitTokenRecognizer("alphanumeric_id", "ID", _identifier, 0.65)
+GENERIC_ID = DigitTokenRecognizer("alphanumeric_id", "ID", identifier, 0.65)
 ID_KEYWORDS = (
     r"mrn", r"medical record", r"hospital", r"nhs", r"chi", r"patient", r"record", r"case", r"claim", r"policy", r"member(?:ship)?",
     r"insurance", r"badge", r"employee", r"staff", r"payroll", r"account", r"acct", r"a/c", r"customer", r"client", r"reference",
@@ -387,7 +300,7 @@ ID_AFTER_KEYWORD = KeywordValueRecognizer(
     ID_KEYWORDS,
     r"([A-Za-z0-9](?:[A-Za-z0-9/._-]|[ ](?=[A-Z0-9]*\d[A-Z0-9]*(?![\w])))*[A-Za-z0-9])(?![\w-])",
     0.9,
-    validate=lambda m: _digits(m) >= 2 or (len(m) >= 6 and m.isupper() and m.isalpha()),
+    validate=lambda m: count_digits(m) >= 2 or (len(m) >= 6 and m.isupper() and m.isalpha()),
 )
 # Places after verbs of living and moving: "born on 2/9/40 in Leicester", "a resident of Leeds".
 PLACE_AFTER_CUE = PatternRecognizer(
