@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print("Loading the model (the first run converts the embedded GGUF once, ~1 min on a small CPU)…", flush=True)
     engine = build_engine(args)
     settings = settings_from(args)
-    print(f"model: {engine.model_name} on {engine.device}; detector: {args.detector}\n")
+    dtype = str(getattr(engine.model, "dtype", "")).removeprefix("torch.")
+    print(f"model: {engine.model_name} on {engine.device} ({dtype}); detector: {args.detector}\n")
     rdp_by_alpha: dict[float, float] = defaultdict(float)
     for rec in pick_records(args.records):
         question = next((q for q in rec["questions"] if q["answer_in"] == "public"), rec["questions"][0])

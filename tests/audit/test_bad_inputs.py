@@ -837,6 +837,8 @@ CLI = [
                  r"No such file or directory", id="private-file-missing"),
     pytest.param(lambda c: ["demo", "--records", "x"], 2, r"argument --records: invalid int value", id="demo-records"),
     pytest.param(lambda c: ["demo", "--device", "cuda"], 2, NO_GPU, id="demo-device=cuda", marks=no_gpu_only),
+    pytest.param(lambda c: ["demo", "--dtype", "int8"], 2, r"argument --dtype: invalid choice: 'int8'",
+                 id="demo-dtype=int8"),
     pytest.param(lambda c: ["budget"], 2, r"required: ACTION", id="budget-no-action"),
     pytest.param(lambda c: ["budget", "show", "--ledger", "ftp://host/b"], 2, r"unknown ledger", id="show-ftp"),
     pytest.param(lambda c: ["budget", "show", "--ledger", str(c.tmp / "missing.db")], 2, r"no ledger file at",

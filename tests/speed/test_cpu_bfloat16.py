@@ -63,3 +63,21 @@ def test_half_precision_openings_are_planned_with_a_float32_mask(dtype):
     mask = torch.ones(4, 300, dtype=torch.bool)
     plan = shared_prefix.SharedPrefix.plan([0] * 4, 200, mask, dtype)
     assert plan is not None and plan.own_mask.dtype == torch.float32
+
+
+@pytest.mark.parametrize("model", [None, "/models/any"])
+def test_the_command_line_loads_the_dtype_it_is_given(model, monkeypatch):
+    import argparse
+
+    from dpfusion_chains.commands import _common
+
+    loaded = []
+    monkeypatch.setattr(DPFusionEngine, "from_default", classmethod(lambda cls, **kw: loaded.append(kw)))
+    monkeypatch.setattr(DPFusionEngine, "from_pretrained", classmethod(lambda cls, path, **kw: loaded.append(kw)))
+    parser = argparse.ArgumentParser()
+    _common.add_engine_options(parser)
+    _common.add_privacy_options(parser)
+    args = parser.parse_args(["--dtype", "bfloat16", "--detector", "whole"] + (["--model", model] if model else []))
+    _common.build_engine(args)
+    assert loaded == [{"device": "auto", "dtype": "bfloat16", "detector": "whole"}]
+    assert parser.parse_args([]).dtype == "auto"
