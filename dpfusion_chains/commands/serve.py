@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="'default' (embedded SmolLM2), a Hugging Face id or directory, or module:factory")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU)")
     p.add_argument("--detector", default="presidio", help="default detector: presidio | regex | whole")
     p.add_argument("--replicas", type=int, default=1, help="model replicas (Ray); >1 needs a PostgreSQL ledger")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica")
@@ -53,7 +55,8 @@ def config_from(args: argparse.Namespace) -> Any:
     defaults: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
     if args.epsilon is not None:
         defaults["epsilon"] = args.epsilon
-    return ServeConfig(model=args.model, device=args.device, detector=args.detector, ledger=args.ledger,
+    return ServeConfig(model=args.model, device=args.device, dtype=args.dtype, detector=args.detector,
+                       ledger=args.ledger,
                        budget_epsilon=args.budget_epsilon, budget_delta=args.budget_delta,
                        budget_alpha=args.budget_alpha, defaults=defaults, replicas=args.replicas,
                        replica_cpus=args.replica_cpus, torch_threads=args.torch_threads,

@@ -27,6 +27,7 @@ class ServeConfig(BaseModel):
 
     model: str = "default"
     device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # the weights; fusion math is float32
     detector: str = "presidio"
     ledger: str | None = None
     budget_epsilon: float = Field(default=10.0, ge=0)
@@ -80,8 +81,8 @@ def build_engine(config: ServeConfig) -> Any:
 
     spec = config.model
     if spec == "default":
-        return DPFusionEngine.from_default(device=config.device, detector=config.detector, compile=config.compile,
-                                           prefix_cache_tokens=config.prefix_cache_tokens)
+        return DPFusionEngine.from_default(device=config.device, dtype=config.dtype, detector=config.detector,
+                                           compile=config.compile, prefix_cache_tokens=config.prefix_cache_tokens)
     if spec == "tiny":
         from dpfusion_chains.testing import tiny_engine
 
@@ -93,7 +94,7 @@ def build_engine(config: ServeConfig) -> Any:
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"--model {spec!r}: cannot import factory {attr!r} from {module_name!r}: {exc}") from exc
         return factory(detector=config.detector)
-    return DPFusionEngine.from_pretrained(spec, device=config.device, detector=config.detector,
+    return DPFusionEngine.from_pretrained(spec, device=config.device, dtype=config.dtype, detector=config.detector,
                                           compile=config.compile, prefix_cache_tokens=config.prefix_cache_tokens)
 
 

@@ -100,6 +100,27 @@ def test_unknown_compile_setting_is_refused():
         ServeConfig(compile="fast")
 
 
+@pytest.mark.parametrize("model", ["default", "/models/any"])
+def test_cli_dtype_flag_reaches_the_model_loader(model, monkeypatch):
+    import argparse
+
+    from dpfusion_chains.commands import serve
+    from dpfusion_chains.core.engine import DPFusionEngine
+    from dpfusion_chains.serve.config import build_engine
+
+    loaded = []
+    monkeypatch.setattr(DPFusionEngine, "from_default", classmethod(lambda cls, **kw: loaded.append(kw["dtype"])))
+    monkeypatch.setattr(DPFusionEngine, "from_pretrained",
+                        classmethod(lambda cls, path, **kw: loaded.append(kw["dtype"])))
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    build_engine(serve.config_from(parser.parse_args(["serve", "--model", model, "--dtype", "bfloat16"])))
+    build_engine(serve.config_from(parser.parse_args(["serve", "--model", model])))
+    assert loaded == ["bfloat16", "auto"]
+    with pytest.raises(ValueError, match="dtype"):
+        ServeConfig(dtype="int8")
+
+
 def test_cli_prefix_cache_flag_reaches_the_engine():
     import argparse
 
