@@ -113,6 +113,8 @@ class DPFusionLlamaLLM(CustomLLM):
 
     model: str | None = Field(default=None, description="Hugging Face id or path; None: embedded SmolLM2.")
     device: str = Field(default="auto", description="Device for a model loaded here.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights of a model loaded here (auto: float32 on a CPU).")
     epsilon: float | None = None
     alpha: float | None = None
     beta: float | None = None
@@ -161,8 +163,8 @@ class DPFusionLlamaLLM(CustomLLM):
         if self._engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = (DPFusionEngine.from_pretrained(self.model, device=self.device) if self.model
-                                    else DPFusionEngine.from_default(device=self.device))
+                    self._engine = (DPFusionEngine.from_pretrained(self.model, device=self.device, dtype=self.dtype)
+                                    if self.model else DPFusionEngine.from_default(device=self.device, dtype=self.dtype))
         return self._engine
 
     @property

@@ -81,3 +81,33 @@ def test_the_command_line_loads_the_dtype_it_is_given(model, monkeypatch):
     _common.build_engine(args)
     assert loaded == [{"device": "auto", "dtype": "bfloat16", "detector": "whole"}]
     assert parser.parse_args([]).dtype == "auto"
+
+
+def test_the_adapters_load_the_dtype_they_are_given(monkeypatch):
+    from pydantic import ValidationError
+
+    from dpfusion_chains.llms import langchain_base
+    from dpfusion_chains.llms.langchain import ChatDPFusion
+    from dpfusion_chains.llms.langchain_llm import DPFusionLLM
+    from dpfusion_chains.llms.llama_index import DPFusionLlamaLLM
+
+    loaded = []
+
+    def load(cls, path=None, **kw):
+        loaded.append((path, kw["dtype"]))
+        return object()
+
+    monkeypatch.setattr(DPFusionEngine, "from_default", classmethod(lambda cls, **kw: load(cls, **kw)))
+    monkeypatch.setattr(DPFusionEngine, "from_pretrained", classmethod(load))
+    monkeypatch.setattr(langchain_base, "_engines", {})
+    chat = ChatDPFusion(dtype="bfloat16")
+    assert chat.get_engine() is ChatDPFusion(dtype="bfloat16").get_engine()  # one engine per model, device, dtype
+    DPFusionLLM(model="/models/any", dtype="bfloat16").get_engine()
+    ChatDPFusion().get_engine()
+    DPFusionLlamaLLM(dtype="bfloat16").engine
+    DPFusionLlamaLLM(model="/models/any").engine
+    assert loaded == [(None, "bfloat16"), ("/models/any", "bfloat16"), (None, "auto"), (None, "bfloat16"),
+                      ("/models/any", "auto")]
+    for make in (ChatDPFusion, DPFusionLlamaLLM):
+        with pytest.raises(ValidationError, match="dtype"):
+            make(dtype="int8")
