@@ -40,65 +40,13 @@ from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import Field, PrivateAttr
 
+from dpfusion_chains.callbacks.llama_index_events import DPFusionCallEvent, DPFusionQueryEvent
 from dpfusion_chains.callbacks.store import CallRecord, MemorySpendStore, OnLimit, SpendTracker, unit_epsilon
 
 dispatcher = get_dispatcher(__name__)
 
 _SCOPE: ContextVar[QueryScope | None] = ContextVar("dpfusion_llama_index_scope", default=None)
 _SCOPE_METHODS = {"BaseQueryEngine": ("query", "aquery"), "BaseSynthesizer": ("synthesize", "asynthesize")}
-
-
-class DPFusionCallEvent(BaseEvent):
-    """One DP-Fusion call finished: its privacy cost (numbers and unit ids only)."""
-
-    call_id: str
-    query_id: str | None = None
-    epsilon: float
-    delta: float
-    alpha: float
-    rdp: float
-    epsilon_classic: float = 0.0
-    tokens: int
-    groups: int = 0
-    units: list[str] = Field(default_factory=list)
-    unit_rdp: dict[str, float] = Field(default_factory=dict)
-    accounting: str = "sound"
-    model: str = ""
-    private_segments: int = 0
-    union_fragments: int = 0
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "DPFusionCallEvent"
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> DPFusionCallEvent:
-        return cls(**{k: meta[k] for k in cls.model_fields if k in meta and k not in BaseEvent.model_fields})
-
-
-class DPFusionQueryEvent(BaseEvent):
-    """A query's composed privacy cost; re-sent with the same `query_id` when a streamed call
-    finishes after the query returned (the latest event wins)."""
-
-    query_id: str
-    calls: int
-    call_ids: list[str] = Field(default_factory=list)
-    tokens: int = 0
-    units: list[str] = Field(default_factory=list)
-    unit_rdp: dict[str, float] = Field(default_factory=dict)
-    unit_epsilon: dict[str, float] = Field(default_factory=dict)
-    epsilon: float = 0.0
-    delta: float | None = None
-    alpha: float | None = None
-    accounting: str = "sound"
-    private_units: list[str] = Field(default_factory=list)
-    calls_with_private: int = 0
-    fragment_calls: int = 0
-    closed: bool = False
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "DPFusionQueryEvent"
 
 
 class QueryScope:
