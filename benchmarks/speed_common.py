@@ -18,6 +18,7 @@ from dpfusion_chains.core import shared_prefix
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
+from dpfusion_chains.core.params import DTYPE_HELP, DTYPE_NAMES
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,9 +128,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                              "compare separate runs)")
     parser.add_argument("--graph-search", choices=list(SWITCH_FLAGS), default="auto",
                         help="the λ search replayed from CUDA graphs (auto: on a CUDA GPU)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                        help="the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU); "
-                             "the fusion math is float32 either way")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="auto", help=DTYPE_HELP)
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dpfusion_chains.core.params import DTYPE_HELP, DTYPE_NAMES
+
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="HF model id or local directory (default: embedded SmolLM2-135M)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU; bfloat16 "
-                             "is faster on CPUs with AVX512-BF16 or AMX); the fusion math is float32 either way")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help=DTYPE_HELP)
     parser.add_argument("--detector", default="presidio", help="presidio | regex | whole")
 
 

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from dpfusion_chains.core.params import DTYPE_HELP, DTYPE_NAMES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS  # torch-free
@@ -17,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="'default' (embedded SmolLM2), a Hugging Face id or directory, or module:factory")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU)")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="auto", help=DTYPE_HELP)
     p.add_argument("--detector", default="presidio", help="default detector: presidio | regex | whole")
     p.add_argument("--replicas", type=int, default=1, help="model replicas (Ray); >1 needs a PostgreSQL ledger")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica")

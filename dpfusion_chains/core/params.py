@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
@@ -14,6 +14,11 @@ from dpfusion_chains.core.spans import GROUPINGS, PLACEHOLDERS
 
 DEFAULT_ALPHA = 2.0
 DEFAULT_BETA = 0.01
+# The weights' dtypes users name (resolve_dtype also takes fp32, fp16, bf16 and torch dtypes).
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPE_NAMES: tuple[str, ...] = get_args(DTypeName)
+DTYPE_HELP = ("the model's weights (auto: float32 on a CPU, bfloat16 or float16 on a GPU; bfloat16 is faster "
+              "on CPUs with AVX512-BF16 or AMX); the fusion math is float32 either way")
 
 
 class GenerationSettings(BaseModel):

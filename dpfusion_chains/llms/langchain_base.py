@@ -18,7 +18,7 @@ from langchain_core.language_models.llms import get_llm_cache
 from langchain_core.messages.ai import UsageMetadata
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from dpfusion_chains.core.params import GenerationSettings, make_settings
+from dpfusion_chains.core.params import DTypeName, GenerationSettings, make_settings
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.llms.langchain_messages import normalize_roles
 
@@ -27,10 +27,9 @@ CALL_EXTRAS = ("detector", "budget", "unit")
 
 _engines: dict[tuple[str | None, str | None, str], Any] = {}
 _engines_lock = threading.Lock()
-DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
-def load_engine(model: str | None, device: str | None, dtype: DType = "auto") -> Any:
+def load_engine(model: str | None, device: str | None, dtype: DTypeName = "auto") -> Any:
     """One engine per (model, device, dtype) per process: several adapters share the loaded weights."""
     from dpfusion_chains.core.engine import DPFusionEngine
 
@@ -113,7 +112,7 @@ class DPFusionParams(BaseModel):
     """A DPFusionEngine; when None, `model` (a Hugging Face id or path) or the embedded default is loaded on first use."""
     model: str | None = None
     device: str | None = None
-    dtype: DType = "auto"
+    dtype: DTypeName = "auto"
     """Weights of a model loaded here ("auto": float32 on a CPU; "bfloat16" is faster on CPUs with AVX512-BF16 or AMX)."""
     # Privacy and decoding settings; None leaves the engine's default (see GenerationSettings).
     epsilon: float | None = None

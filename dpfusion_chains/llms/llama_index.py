@@ -69,7 +69,7 @@ from dpfusion_chains.callbacks.llama_index import (DPFusionCallEvent, QueryScope
 from dpfusion_chains.core.engine import DPFusionEngine
 from dpfusion_chains.core.errors import DPFusionError, MarkerError
 from dpfusion_chains.core.markers import MARKER_CHARS, parse_marked
-from dpfusion_chains.core.params import GenerationSettings, make_settings
+from dpfusion_chains.core.params import DTypeName, GenerationSettings, make_settings
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.core.spans import PrivateSegment
 from dpfusion_chains.retrievers.llama_index import COMPLETE_MARKER, UNION_GROUP, privatize_context
@@ -113,8 +113,7 @@ class DPFusionLlamaLLM(CustomLLM):
 
     model: str | None = Field(default=None, description="Hugging Face id or path; None: embedded SmolLM2.")
     device: str = Field(default="auto", description="Device for a model loaded here.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description="Weights of a model loaded here (auto: float32 on a CPU).")
+    dtype: DTypeName = Field(default="auto", description="Weights of a model loaded here (auto: float32 on a CPU).")
     epsilon: float | None = None
     alpha: float | None = None
     beta: float | None = None

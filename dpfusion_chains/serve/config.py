@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dpfusion_chains.core.params import DTypeName
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: far above any chat prompt the model's context window admits
@@ -27,7 +28,7 @@ class ServeConfig(BaseModel):
 
     model: str = "default"
     device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # the weights; fusion math is float32
+    dtype: DTypeName = "auto"  # the weights; fusion math is float32
     detector: str = "presidio"
     ledger: str | None = None
     budget_epsilon: float = Field(default=10.0, ge=0)
