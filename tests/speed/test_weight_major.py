@@ -101,8 +101,8 @@ def test_a_packed_bfloat16_layer_matches_nn_linear_and_falls_back_to_the_stock_k
         # within bfloat16's rounding of the float32 product (2⁻⁸ relative), as the stock kernel
         torch.testing.assert_close(out.float(), exact(x.float()), atol=2e-2, rtol=2 ** -7)
     assert matmul._packed[layer][1] is not None  # the packed product ran
-    monkeypatch_pack = matmul._packed[layer]
-    matmul._packed[layer] = (monkeypatch_pack[0], None)  # as if oneDNN had refused it: the stock kernel
+    key, _ = matmul._packed[layer]
+    matmul._packed[layer] = (key, None)  # as if oneDNN had refused it: the stock kernel
     x = torch.randn(4, 64).to(torch.bfloat16)
     with torch.inference_mode(), active():
         assert torch.equal(layer(x), nn.functional.linear(x, layer.weight, layer.bias))
