@@ -55,6 +55,7 @@ def test_a_bfloat16_engine_decodes_in_float32_attention_within_its_audited_bound
     batched = engine.generate_batch([{"messages": messages(i), "seed": i, "max_new_tokens": 6} for i in range(3)],
                                     beta=0.5)
     assert [len(r.token_ids) for r in batched] == [6, 6, 6]
+    assert all(r.audit_margin is not None and r.audit_margin >= 0 for r in batched)
     assert [r.epsilon for r in batched] == [r.epsilon for r in alone]
 
 
