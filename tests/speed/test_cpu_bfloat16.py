@@ -1,7 +1,7 @@
 """A bfloat16 model on a CPU: its layers packed where oneDNN computes bfloat16 (core.matmul), its
 prefill and decode attention computed in float32 (core.prefill_attention, core.shared_prefix),
-every step's bound met in the float64 audit, and the answers of requests batched together
-their own."""
+every step's bound met in the float64 audit, alone and batched (float16 too, unpacked); and the
+dtype reaching the loader from the command line and the adapters."""
 
 import pytest
 import torch
@@ -16,9 +16,9 @@ RECORD = ("Patient Maria Lopez, born 1961-03-04, was admitted to St Anne's ward 
           "her cardiologist Dr. Ivo Berg noted a prior stent and prescribed clopidogrel.")
 
 
-def bf16_engine(**kwargs) -> DPFusionEngine:
+def half_engine(dtype: torch.dtype = torch.bfloat16, **kwargs) -> DPFusionEngine:
     tokenizer = default_tokenizer()
-    model = tiny_model(tokenizer, seed=5).to(torch.bfloat16)
+    model = tiny_model(tokenizer, seed=5).to(dtype)
     return DPFusionEngine(model, tokenizer, device="cpu", detector="whole", model_name="tiny-bf16", **kwargs)
 
 
@@ -28,14 +28,15 @@ def messages(i: int) -> list[dict]:
 
 
 def test_layers_are_packed_where_onednn_computes_bfloat16():
-    engine = bf16_engine()
+    engine = half_engine()
     linears = [m for m in engine.model.modules() if isinstance(m, nn.Linear)]
     packed = [m for m in linears if isinstance(m, matmul.PackedLinear)]
     assert linears and len(packed) == (len(linears) if matmul.packs_bfloat16() else 0)
     assert all(m.weight.dtype == torch.bfloat16 for m in linears)
 
 
-def test_a_bfloat16_engine_decodes_in_float32_attention_within_its_audited_bound(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_engine_decodes_in_float32_attention_within_its_audited_bound(dtype, monkeypatch):
     monkeypatch.setattr(prefill_attention, "MIN_QUERIES", 1)   # every piece through the oneDNN products
     monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)          # the opening read once, also for 2 rows
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
@@ -46,9 +47,9 @@ def test_a_bfloat16_engine_decodes_in_float32_attention_within_its_audited_bound
                         lambda query, *a, **k: (pieces.append(query.dtype), original_piece(query, *a, **k))[1])
     monkeypatch.setattr(shared_prefix.SharedPrefix, "attention",
                         lambda self, query, *a: (steps.append(query.dtype), original_step(self, query, *a))[1])
-    engine = bf16_engine(audit=True)
+    engine = half_engine(dtype, audit=True)
     alone = [engine.generate(messages(i), seed=i, max_new_tokens=6, beta=0.5) for i in range(3)]
-    assert set(pieces) == {torch.bfloat16} and set(steps) == {torch.bfloat16}
+    assert set(pieces) == {dtype} and set(steps) == {dtype}
     for result in alone:
         assert len(result.token_ids) == 6 and result.epsilon > 0
         assert result.audit_margin is not None and result.audit_margin >= 0   # every step within its bound
