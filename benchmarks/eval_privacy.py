@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.goals import RESULTS
 
 SETTINGS: list[tuple[str, dict[str, Any], bool]] = [
     ("redaction only (β=0)", {"beta": 0.0}, False),

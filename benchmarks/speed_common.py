@@ -13,15 +13,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.goals import result_name
+from benchmarks.goals import RESULTS, result_name
 from dpfusion_chains.core import shared_prefix
 from dpfusion_chains.core.compiled import COMPILE_FLAGS
 from dpfusion_chains.core.matmul import PackedLinear, WeightMajorLinear
 from dpfusion_chains.core.models import SWITCH_FLAGS
 from dpfusion_chains.core.params import DTYPE_HELP, DTYPE_NAMES
 from dpfusion_chains.core.prefix_cache import DEFAULT_TOKENS as PREFIX_CACHE_TOKENS
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class StageTimers:
