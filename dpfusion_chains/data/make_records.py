@@ -42,7 +42,6 @@ HOLDOUT_PATH = EVAL_PATH.with_name("detect_holdout.jsonl")
 HOLDOUT2_PATH = EVAL_PATH.with_name("detect_holdout2.jsonl")
 
 
-
 def _load_style(filename: str) -> Style:
     # Evaluation templates live beside the evaluation sets (tests/data), outside the package:
     # they are what the detectors are measured on, not something they ship with.
