@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
 
     calls = {name: ways(engine) for name, engine in engines.items()}
-    for name, engine in engines.items():  # warm-up: packs the weights, sizes the caches
-        for call in calls[name].values():
+    for engine_calls in calls.values():  # warm-up: packs the weights, sizes the caches
+        for call in engine_calls.values():
             call()
     best: dict[tuple[str, str], float] = {}
     prompt_tokens: dict[str, int] = {}
