@@ -47,8 +47,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from dpfusion_chains._optional import require
@@ -62,43 +61,22 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.prompts import BasePromptTemplate
-import torch
 
 from dpfusion_chains.callbacks.llama_index import (DPFusionCallEvent, QueryScope, current_scope, dispatcher,
                                                    instrument)
 from dpfusion_chains.core.engine import DPFusionEngine
-from dpfusion_chains.core.errors import DPFusionError, MarkerError
-from dpfusion_chains.core.markers import MARKER_CHARS, parse_marked
+from dpfusion_chains.core.markers import parse_marked
 from dpfusion_chains.core.params import DTypeName, GenerationSettings, make_settings
 from dpfusion_chains.core.result import GenerationResult
 from dpfusion_chains.core.spans import PrivateSegment
-from dpfusion_chains.retrievers.llama_index import COMPLETE_MARKER, UNION_GROUP, privatize_context
+from dpfusion_chains.llms.llama_index_calls import (DPFusionCallError, async_iter, check_rendered, clean_output,
+                                                    fail_closed, inference_steps, private_value)
+from dpfusion_chains.retrievers.llama_index import UNION_GROUP
 
 _LLM_SETTINGS = ("epsilon", "alpha", "beta", "delta", "accounting", "max_new_tokens", "temperature", "top_k",
                  "top_p", "seed", "stop", "groups", "placeholder")
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
           "chatbot": "assistant", "model": "assistant", "tool": "tool", "function": "tool"}
-_NO_MARKERS = {ord(c): None for c in MARKER_CHARS}
-_END = object()
-
-
-class DPFusionCallError(DPFusionError, RuntimeError):
-    """A DP-Fusion call made through LlamaIndex failed closed; `cause` (also `__cause__`) is the
-    library error (MarkerError, ContextTooLongError, ChatTemplateError, …)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        self.cause = cause
-        super().__init__(f"{type(cause).__name__}: {cause}")
-
-
-@contextmanager
-def _fail_closed() -> Iterator[None]:
-    try:
-        yield
-    except DPFusionCallError:
-        raise
-    except (ValueError, TypeError) as exc:  # only our code runs in here: settings, markers, engine
-        raise DPFusionCallError(exc) from exc
 
 
 class DPFusionLlamaLLM(CustomLLM):
@@ -203,7 +181,7 @@ class DPFusionLlamaLLM(CustomLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        return _async_iter(await asyncio.to_thread(self._chat_stream, messages, kwargs))
+        return async_iter(await asyncio.to_thread(self._chat_stream, messages, kwargs))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -213,7 +191,7 @@ class DPFusionLlamaLLM(CustomLLM):
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
         gen = await asyncio.to_thread(self._chat_stream, self._prompt_messages(prompt), kwargs)
-        return _async_iter(_as_completion(r) for r in gen)
+        return async_iter(_as_completion(r) for r in gen)
 
     # Every synthesizer call passes the template and its variables here: re-attribute the private
     # variables first (see the module doc), then let LlamaIndex format and call chat().
@@ -258,18 +236,18 @@ class DPFusionLlamaLLM(CustomLLM):
         scope = current_scope()
         units = scope.all_units() if scope is not None else set()
         args, held = dict(prompt_args), {}
-        with _fail_closed():
+        with fail_closed():
             for name in self.private_variables:
                 if args.get(name) is not None:
-                    args[name] = _private_value(args[name], units)
+                    args[name] = private_value(args[name], units)
                 elif getattr(prompt, "kwargs", {}).get(name) is not None:  # partially formatted in
-                    held[name] = _private_value(prompt.kwargs[name], units)
+                    held[name] = private_value(prompt.kwargs[name], units)
         return (prompt.partial_format(**held) if held else prompt), args
 
     def _get_messages(self, prompt: BasePromptTemplate, **prompt_args: Any) -> list[ChatMessage]:
         messages = super()._get_messages(prompt, **prompt_args)
-        with _fail_closed():
-            _check_rendered(prompt.select(llm=self) if hasattr(prompt, "select") else prompt, prompt_args,
+        with fail_closed():
+            check_rendered(prompt.select(llm=self) if hasattr(prompt, "select") else prompt, prompt_args,
                             "".join(m.content or "" for m in messages), self.private_variables)
         return messages
 
@@ -319,24 +297,24 @@ class DPFusionLlamaLLM(CustomLLM):
 
     def _chat(self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]) -> ChatResponse:
         scope = current_scope()
-        with _fail_closed():
+        with fail_closed():
             msgs, info = self._engine_messages(messages)
             result = self.engine.generate(msgs, **self._call_args(kwargs))
         meta = self._record(result, info, scope)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=_clean(result.text)),
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=clean_output(result.text)),
                             additional_kwargs={"dpfusion": meta})
 
     def _chat_stream(self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]) -> Iterator[ChatResponse]:
         scope = current_scope()
-        with _fail_closed():
+        with fail_closed():
             msgs, info = self._engine_messages(messages)
-            chunks = _steps(self.engine.stream(msgs, **self._call_args(kwargs)))
+            chunks = inference_steps(self.engine.stream(msgs, **self._call_args(kwargs)))
             first = next(chunks)  # prepare now (length check, budget reservation) inside the caller's span
 
         def gen() -> Iterator[ChatResponse]:
             text = ""
             for chunk in itertools.chain([first], chunks):
-                delta = _clean(chunk.text)
+                delta = clean_output(chunk.text)
                 text += delta
                 extra = {"dpfusion": self._record(chunk.result, info, scope)} if chunk.result is not None else {}
                 if delta or extra:
@@ -352,55 +330,8 @@ class DPFusionLlamaLLM(CustomLLM):
         return meta
 
 
-def _private_value(value: Any, units: set[str]) -> str:
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        # simple_summarize passes a list: the template would render its repr, which escapes the
-        # marker characters (private text without markers). Join the pieces instead.
-        return "\n".join(privatize_context(v, units) for v in value)
-    return privatize_context(value if isinstance(value, str) else str(value), units)
-
-
-def _check_rendered(template: Any, args: Mapping[str, Any], rendered: str, names: Sequence[str]) -> None:
-    """Every marker of a private variable the template uses must reach the prompt intact: a
-    template or function mapping that rewrote, escaped or cut the private text fails closed."""
-    used = set(getattr(template, "template_vars", ()))
-    mapped = getattr(template, "template_var_mappings", None) or {}
-    functions = getattr(template, "function_mappings", None) or {}
-    for name in names:
-        value = args.get(name)
-        if not isinstance(value, str) or not (name in used or mapped.get(name) in used or name in functions):
-            continue
-        if any(m.group() not in rendered for m in COMPLETE_MARKER.finditer(value)):
-            raise MarkerError(f"the prompt template changed the private text of {name!r} (a function mapping or "
-                              "custom formatting rewrote, escaped or cut it); pass private variables through "
-                              "unchanged")
-
-
-def _steps(chunks: Iterator[Any]) -> Iterator[Any]:
-    """The engine's stream, each step under inference mode. Streams are resumed on other threads
-    (async entry points, chat engines' writer threads) and torch's grad mode is per thread."""
-    try:
-        while True:
-            with torch.inference_mode():
-                chunk = next(chunks, _END)
-            if chunk is _END:
-                return
-            yield chunk
-    finally:  # an abandoned stream: let the engine settle its reservation now, not at garbage collection
-        with torch.inference_mode():
-            chunks.close()
-
-
-def _clean(text: str) -> str:
-    # Sampled text may contain the marker code points; downstream prompts must not mistake them for markers.
-    return text.translate(_NO_MARKERS)
-
-
 def _as_completion(r: ChatResponse) -> CompletionResponse:
     return CompletionResponse(text=r.message.content or "", delta=r.delta, additional_kwargs=r.additional_kwargs)
 
 
-async def _async_iter(gen: Iterator[Any]) -> AsyncIterator[Any]:
-    # Each step decodes tokens: run it off the event loop.
-    while (item := await asyncio.to_thread(next, gen, _END)) is not _END:
-        yield item
+__all__ = ["DPFusionCallError", "DPFusionLlamaLLM"]

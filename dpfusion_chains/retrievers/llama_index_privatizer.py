@@ -22,7 +22,8 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode, TransformComponent
 
 from dpfusion_chains.core.engine import DPFusionEngine
-from dpfusion_chains.llms.llama_index import DPFusionLlamaLLM, _clean, _fail_closed
+from dpfusion_chains.llms.llama_index import DPFusionLlamaLLM
+from dpfusion_chains.llms.llama_index_calls import clean_output, fail_closed
 from dpfusion_chains.retrievers.llama_index import node_unit
 
 META_KEYS = ("dpfusion_epsilon", "dpfusion_delta", "dpfusion_alpha", "dpfusion_rdp", "dpfusion_tokens",
@@ -61,7 +62,7 @@ class DPNodePrivatizer(TransformComponent):
         if not isinstance(node, (TextNode, Document)):
             raise TypeError(f"DPNodePrivatizer rewrites text nodes, got {type(node).__name__}")
         unit = node_unit(node, self.unit_key, self.default_unit, self.require_unit)
-        with _fail_closed():
+        with fail_closed():
             args = self.llm._call_args(self.settings)
             if self.max_new_tokens is None and "max_new_tokens" not in self.settings:
                 args.pop("max_new_tokens")  # paraphrase sizes the rewrite to the text
@@ -71,7 +72,7 @@ class DPNodePrivatizer(TransformComponent):
                                                 **args)
         self.llm._record(result, {"private_segments": 1, "union_fragments": 0}, None)
         new = node.model_copy(deep=True)
-        new.set_content(_clean(result.text))
+        new.set_content(clean_output(result.text))
         new.metadata.update(dict(zip(META_KEYS, (result.epsilon, result.delta, result.alpha, result.rdp,
                                                  result.tokens, unit, self.level))))
         # Accounting numbers are for people, not for the embedding or the prompt.
