@@ -15,10 +15,15 @@ and linear-attention layers have state whose meaning depends on positions.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+# model → (its config object, the probe's answer): building the probe cache took ~0.27 ms, asked
+# several times per request; probed again if the model's config object is replaced
+_layer_counts: weakref.WeakKeyDictionary[Any, tuple[Any, int | None]] = weakref.WeakKeyDictionary()
 
 
 class ReservedLayer(DynamicLayer):
@@ -211,6 +216,17 @@ def _full_attention_layers(model: Any) -> int | None:
     config = getattr(model, "config", None)
     if config is None:
         return None
+    try:
+        known = _layer_counts.get(model)
+    except TypeError:  # not weakly referable: probe every time
+        return _probe_layers(config)
+    if known is None or known[0] is not config:
+        known = (config, _probe_layers(config))
+        _layer_counts[model] = known
+    return known[1]
+
+
+def _probe_layers(config: Any) -> int | None:
     try:
         probe = DynamicCache(config=config)
     except Exception:  # configs transformers cannot map to layer types: use its default cache

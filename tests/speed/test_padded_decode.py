@@ -61,6 +61,23 @@ def test_a_sliding_window_model_decodes_each_padded_row_as_it_would_alone():
     padded_steps_match_each_row_alone(model, rows)
 
 
+def test_the_cache_layout_is_probed_once_per_model_and_again_for_a_new_config(monkeypatch):
+    from transformers import MistralConfig
+
+    from dpfusion_chains.core import kvcache
+
+    probes = []
+    probe = kvcache._probe_layers
+    monkeypatch.setattr(kvcache, "_probe_layers", lambda config: probes.append(config) or probe(config))
+    model = tiny_mistral()
+    assert not kvcache.supports_reserved_cache(model) and kvcache.new_cache(model) is None
+    assert len(probes) == 1
+    model.config = MistralConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, sliding_window=None)  # no window
+    assert kvcache.supports_reserved_cache(model) and isinstance(kvcache.new_cache(model), kvcache.ReservedCache)
+    assert len(probes) == 2
+
+
 def test_an_engine_on_a_sliding_window_model_decodes_past_the_window():
     """It once failed at its first decode step, the prompt being longer than the window: a 4-D
     mask of the whole row against a layer's window-sized keys."""
