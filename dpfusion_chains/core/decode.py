@@ -27,11 +27,12 @@ from dpfusion_chains.core import packing
 from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.errors import PrivacyAuditError
-from dpfusion_chains.core.fusion import public_candidate_mask, sample_rows, search_lambda
+from dpfusion_chains.core.fusion import public_candidate_mask, search_lambda
 from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.kvcache import ReservedCache, additive_mask, assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, common_prefix_length, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
+from dpfusion_chains.core.sampling import sample_rows
 from dpfusion_chains.core.shared_prefix import SharedPrefix
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
 

@@ -1,4 +1,5 @@
-"""DP-Fusion on tensors: log-space Rényi divergence, vectorised λ search, mixture, sampling.
+"""DP-Fusion on tensors: log-space Rényi divergence, vectorised λ search, mixture (the sampling
+of a token from it: core.sampling).
 
 Everything is in log space and float32 (or float64 for audits); no probability is ever
 clamped — clamping at a floor under-estimates divergences and silently breaks the bound
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -363,18 +364,3 @@ def public_candidate_mask(logp_public: torch.Tensor, top_k: int | None, top_p: f
 def fuse(log_mixtures: torch.Tensor) -> torch.Tensor:
     """log p_out = log((1/G)·Σ_g m_g) for mixtures stacked on dim 0 ([G, V] -> [V])."""
     return torch.logsumexp(log_mixtures, dim=0) - math.log(log_mixtures.shape[0])
-
-
-def sample_rows(probs: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
-    """One token id per row of `probs` ([R, V], non-negative, normalised up to rounding): [R].
-
-    Inverse CDF in float64: one uniform per row from that row's generator (a request's tokens do
-    not depend on its batch companions), then one cumulative sum and one search for all rows.
-    torch.multinomial draws V exponentials per row instead (1.7 ms per row on a 2-core CPU with a
-    49k vocabulary, half of a batched step's sampling and λ work). The drawn point is kept below
-    the row's total, so a token of probability 0 is never drawn."""
-    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64, device=probs.device) for g in generators])
-    cdf = probs.double().cumsum(dim=-1)
-    total = cdf[:, -1]
-    point = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, point[:, None], right=True).squeeze(-1)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import dpfusion_chains.core.fusion as fusion_module
 from dpfusion_chains.core.accounting import c_alpha
-from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, renyi_divergence, sample_rows,
+from dpfusion_chains.core.fusion import (fuse, mixture_logprobs, public_candidate_mask, renyi_divergence,
                                          search_lambda, search_limits, symmetric_renyi)
 
 
@@ -307,30 +307,3 @@ def test_candidate_set_comes_from_public_alone():
     mask = public_candidate_mask(lp_pub, None, 0.7)
     assert mask[0] and mask[1] and not mask[4]
     assert public_candidate_mask(lp_pub, None, 1e-9).tolist() == [True, False, False, False, False]
-
-
-def test_sampled_frequencies_follow_the_distribution_and_zero_tokens_never_come():
-    probs = torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0])
-    gen = torch.Generator().manual_seed(0)
-    n = 40_000
-    tokens = sample_rows(probs.expand(n, -1), [gen] * n)
-    counts = torch.bincount(tokens, minlength=5).double()
-    assert counts[1] == 0 and counts[4] == 0
-    expected = probs.double() * n
-    chi2 = ((counts[[0, 2, 3]] - expected[[0, 2, 3]]) ** 2 / expected[[0, 2, 3]]).sum()
-    assert chi2 < 13.8  # 2 degrees of freedom, p = 0.001
-
-
-@pytest.mark.parametrize(("u", "want"), [(0.0, 1), (1.0 - 2.0**-53, 2)])
-def test_the_extreme_uniforms_land_on_positive_tokens(monkeypatch, u, want):
-    """u = 0 takes the first token with mass, u just below 1 the last one, not a trailing zero."""
-    monkeypatch.setattr(fusion_module.torch, "rand", lambda *a, **k: torch.tensor([u], dtype=torch.float64))
-    probs = torch.tensor([[0.0, 0.25, 0.75, 0.0, 0.0]])
-    assert sample_rows(probs, [None]).tolist() == [want]
-
-
-def test_each_row_draws_from_its_own_generator():
-    probs = torch.softmax(torch.randn(4, 1000, generator=torch.Generator().manual_seed(1)), dim=-1)
-    together = sample_rows(probs, [torch.Generator().manual_seed(10 + i) for i in range(4)])
-    alone = [sample_rows(probs[i:i + 1], [torch.Generator().manual_seed(10 + i)]).item() for i in range(4)]
-    assert together.tolist() == alone

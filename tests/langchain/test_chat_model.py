@@ -126,10 +126,13 @@ def test_batch_shares_one_decode_loop(engine: Any) -> None:
 def test_batch_results_match_inputs(sensitive_engine: Any) -> None:
     llm = ChatDPFusion(engine=sensitive_engine, max_new_tokens=6, seed=3, private_roles=())
     prompts = ["tell me about cats", "what is the capital of Peru", "tell me about cats"]
-    batched = [m.content for m in llm.batch(prompts)]
-    single = [llm.invoke(p).content for p in prompts]
-    assert batched == single
-    assert batched[0] != batched[1]  # different prompts, different answers: the comparison can fail
+    batched, single = llm.batch(prompts), [llm.invoke(p) for p in prompts]
+    assert [m.content for m in batched] == [m.content for m in single]
+    # Each result is its own input's. Not told by the text: one seed's draws from this tiny model
+    # agree for any prompt (core.sampling couples them, and its answers barely read the prompt).
+    lengths = [m.response_metadata["dpfusion"]["prompt_tokens"] for m in batched]
+    assert lengths == [m.response_metadata["dpfusion"]["prompt_tokens"] for m in single]
+    assert lengths[0] == lengths[2] != lengths[1]  # the comparison can fail
 
 
 def test_batch_error_is_the_items_own(engine: Any) -> None:

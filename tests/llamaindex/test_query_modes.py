@@ -113,7 +113,8 @@ def test_beta_zero_answer_does_not_depend_on_private_nodes(kit, make_llm, sensit
     (a, ra), (b, rb) = answer("AAAA", 0, beta=0.0), answer("BBBB", 1, beta=0.0)
     assert ra["epsilon"] == rb["epsilon"] == 0.0 and ra["calls"] == rb["calls"] == 1
     assert a == b
-    # Control: with a loose bound the same seed gives answers that follow the private text, so the
-    # equality above is not an accident of the setup.
-    (c, rc), (d, _) = answer("AAAA", 0, beta=5.0), answer("BBBB", 1, beta=5.0)
-    assert rc["epsilon"] > 0 and c != d
+    # Control: with a loose bound the answers follow the private text, so the equality above is not
+    # an accident of the setup. The sampler couples draws of one seed closely (core.sampling: a
+    # token changes only as far as the two distributions differ), so some seeds may still agree.
+    loose = [(answer("AAAA", 0, beta=5.0, seed=s), answer("BBBB", 1, beta=5.0, seed=s)) for s in range(4)]
+    assert all(rc["epsilon"] > 0 for (_, rc), _ in loose) and any(c != d for (c, _), (d, _) in loose)
