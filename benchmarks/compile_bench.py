@@ -8,8 +8,7 @@ time (the first compiled call minus an eager call of the same size), tokens/s of
 state (best of --repeats, interleaved) next to plain `model.generate` on the same chat with the
 records in clear, the ratios, and whether both DP-Fusion engines sampled the same tokens (in how
 many of the repeats, and from which token on where not: the two paths' products and sums round
-differently, so a drawn point that lies within that rounding of a boundary of the inverse CDF
-picks the neighbouring token, and the two answers go their own ways from there).
+differently, and a draw changes where two candidates tie to within that rounding, core.sampling).
 """
 
 from __future__ import annotations

@@ -12,22 +12,22 @@ batches of similar size share graphs.
 Whether it pays is measured by `benchmarks/compile_bench.py`, eager and compiled side by side.
 On a CPU, inductor compiles the module with frozen weights and autotuned GEMMs (see
 CompiledForward). On this project's 2-core CPU (SmolLM2-135M, float32, 2026-11-25) that made the
-compiled engine 1.08–1.11x the eager one's tokens/s (1.83x plain `model.generate`, eager 1.69x);
-the price is a compile of about a minute at the first step (69 s with an empty inductor cache),
-another for each new number of rows or capacity (these graphs are static), and a process peak of
-3.4 GB (the frozen, packed weights sit beside the eager ones). Batches of more than
-CPU_MAX_ROWS rows decode eagerly (faster for them). An earlier trial of the plain
+compiled engine 1.08–1.15x the eager one's tokens/s (1.83–2.10x plain `model.generate`, eager
+1.69–1.83x); the price is a compile of about a minute at the first step (61–69 s with an empty
+inductor cache), another for each new number of rows or capacity (these graphs are static), and
+a process peak of 3.4 GB (the frozen, packed weights sit beside the eager ones). Batches of more
+than CPU_MAX_ROWS rows decode eagerly (faster for them). An earlier trial of the plain
 compiled step had it ten times slower while other processes competed for the cores. So on CPU it
 stays opt-in (`compile=True`), worth it for long-running servers with stable batch sizes. On a
 CUDA GPU a small model's step is dominated by kernel launches, which one graph removes, so
 `compile="auto"` compiles on CUDA only (measured on an H100: README, Speed). A graph that fails
 to build is reported once and the engine stays eager.
 
-Same seed, same tokens as the eager step up to float rounding: inductor's GEMMs and reductions
-sum in another order, so where a drawn point lies within that rounding of the edge of a token's
-interval of the inverse CDF, the two paths draw neighbouring tokens and their answers part there
-(with SmolLM2, one of six answers of 32 tokens, seeds 1 to 6, parted: at a point 3.6e-8 from
-the edge). Each path's steps meet their bound either way (both passed the float64 audit there).
+Same seed, same tokens as the eager step, up to float rounding: inductor's GEMMs and reductions
+sum in another order, and the sampler (core.sampling) changes its token only where two candidates
+tie to within that rounding. With SmolLM2 (float32 CPU, 2026-11-25), 30 of 30 answers of 32
+tokens were the same; the inverse CDF sampled before parted in 1 of 6, at a point 3.6e-8 from the
+edge of a token's interval (both paths passed the float64 audit there).
 """
 
 from __future__ import annotations
