@@ -57,10 +57,13 @@ def test_auto_compiles_on_cuda_only_and_bad_values_are_refused():
     assert tiny_engine().compiled is None and tiny_engine(compile=True).compiled is not None
 
 
-def test_static_steps_give_the_eager_tokens_while_requests_join_and_leave(engine):
-    eager = run_joined(engine, None)
+def test_static_steps_give_the_eager_tokens_while_requests_join_and_leave(engine, draws):
+    with draws.run("eager"):
+        eager = run_joined(engine, None)
     traced = CompiledForward(engine.model, backend="eager")
-    assert run_joined(engine, traced) == eager
+    with draws.run("static"):
+        assert run_joined(engine, traced) == eager
+    draws.assert_close("eager", "static")
     assert not traced.broken and traced._ran
 
 
@@ -195,17 +198,21 @@ def test_shapes_past_the_recompile_limit_decode_eagerly(engine, caplog):
 
 
 @pytest.mark.slow
-def test_inductor_graph_gives_the_eager_tokens_on_cpu():
-    """The real compiled path (inductor, float32 CPU): same seed, same tokens as eager."""
+def test_inductor_graph_gives_the_eager_tokens_on_cpu(draws):
+    """The real compiled path (inductor, float32 CPU): same seed, same tokens as eager, drawn from
+    the same distributions up to rounding."""
     eager_engine = tiny_engine(seed=3)
     compiled_engine = tiny_engine(seed=3, compile=True)
     messages = [{"role": "user", "content": ["Record: ", private("Jane Roe, born 1961", unit="r1"),
                                              "\nWhen was she born?"]}]
     batch = [{"messages": messages, "seed": 7, "max_new_tokens": 12},
              {"messages": messages, "seed": 8, "max_new_tokens": 6}]
-    want = [r.token_ids for r in eager_engine.generate_batch(batch, beta=0.05)]
-    got = [r.token_ids for r in compiled_engine.generate_batch(batch, beta=0.05)]
+    with draws.run("eager"):
+        want = [r.token_ids for r in eager_engine.generate_batch(batch, beta=0.05)]
+    with draws.run("compiled"):
+        got = [r.token_ids for r in compiled_engine.generate_batch(batch, beta=0.05)]
     assert got == want
+    draws.assert_close("eager", "compiled", tolerance=1e-5)
     # a second call reuses the graphs with new cache buffers (they must be inputs, not constants)
     again = [{**item, "seed": item["seed"] + 10} for item in batch]
     want = [r.token_ids for r in eager_engine.generate_batch(again, beta=0.05)]

@@ -114,11 +114,14 @@ def test_prefill_without_a_mergeable_cache_pads_the_suffixes_and_decodes_the_sam
     [(0, "a"), (3, "b"), (1, "c")],   # each at a step boundary, b's prompt longer than a's context so far
     [(0, "a"), (2, "bc")],            # b and c in one merge, into a running batch
 ])
-def test_joining_a_running_batch_changes_no_token(engine, joins, decode_with_joins):
-    alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
+def test_joining_a_running_batch_changes_no_token(engine, joins, decode_with_joins, draws):
+    with draws.run("alone"):
+        alone = [run_alone(engine, rows, seed) for rows, seed in ((ROWS_A, 1), (ROWS_B, 2), (ROWS_C, 3))]
     reqs = {"a": request(ROWS_A, 1), "b": request(ROWS_B, 2), "c": request(ROWS_C, 3)}
-    decode_with_joins(engine, reqs, joins)
+    with draws.run("joined"):
+        decode_with_joins(engine, reqs, joins)
     assert [reqs[name].generated for name in "abc"] == alone
+    draws.assert_close("alone", "joined")
 
 
 def test_a_failing_request_leaves_its_batch_companions_alone(monkeypatch):
@@ -325,13 +328,14 @@ def test_move_rows_copies_in_place_and_keeps_the_rest():
         assert torch.equal(layer.keys, torch.stack([keys[4], keys[5], keys[2], keys[5]]))
 
 
-def test_requests_leaving_out_of_order_keep_their_tokens(engine):
+def test_requests_leaving_out_of_order_keep_their_tokens(engine, draws):
     """Equal-size requests finishing at different steps: later ones take the leavers' rows."""
     rows = [[[1, 520, 9531, 198, 40 + i], [1, 520, 9531, 198, 41, 42 + i, 43]] for i in range(4)]
     lengths = [3, 9, 5, 12]
-    alone = [run_alone(engine, r, seed, n) for seed, (r, n) in enumerate(zip(rows, lengths))]
+    with draws.run("alone"):
+        alone = [run_alone(engine, r, seed, n) for seed, (r, n) in enumerate(zip(rows, lengths))]
     reqs = [request(r, seed, n) for seed, (r, n) in enumerate(zip(rows, lengths))]
-    with torch.inference_mode():
+    with torch.inference_mode(), draws.run("batched"):
         batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
         batch.add(reqs)
         orders = []
@@ -339,4 +343,5 @@ def test_requests_leaving_out_of_order_keep_their_tokens(engine):
             batch.step()
             orders.append([reqs.index(r) for r in batch.requests])
     assert [r.generated for r in reqs] == alone
+    draws.assert_close("alone", "batched")
     assert [3, 1, 2] in orders  # request 0 left first and request 3 took its rows

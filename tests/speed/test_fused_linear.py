@@ -198,16 +198,19 @@ def test_uninstall_gives_every_layer_its_own_product_back(monkeypatch):
     assert calls == []
 
 
-def test_the_engine_samples_the_same_tokens_with_and_without_joint_products():
+def test_the_engine_samples_the_same_tokens_with_and_without_joint_products(draws):
     from dpfusion_chains.testing import tiny_engine
 
     engine = tiny_engine(seed=3)
     assert any(type(m) is FusedLinear for m in engine.model.modules())
     msgs = [{"role": "user", "content": "Summarise the weather report for Tuesday."}]
     requests = [{"messages": msgs, "seed": s, "max_new_tokens": 8} for s in range(3)]
-    joint = [r.token_ids for r in engine.generate_batch(requests)]
+    with draws.run("joint"):
+        joint = [r.token_ids for r in engine.generate_batch(requests)]
     fused_linear.uninstall(engine.model)
-    assert [r.token_ids for r in engine.generate_batch(requests)] == joint
+    with draws.run("apart"):
+        assert [r.token_ids for r in engine.generate_batch(requests)] == joint
+    draws.assert_close("joint", "apart")
 
 
 def test_where_onednn_cannot_pack_the_stacked_weight_every_layer_computes_its_own(monkeypatch, caplog):

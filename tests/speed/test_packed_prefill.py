@@ -162,7 +162,7 @@ def test_attention_arguments_packing_cannot_apply_are_refused():
         packing.packed_sdpa(torch.nn.Module(), q, q, q, None, packed=packing.PackedPieces.of(2, [(2, 3)]))
 
 
-def test_the_same_tokens_as_prefilling_alone(engine):
+def test_the_same_tokens_as_prefilling_alone(engine, draws):
     """Decoding after a packed prefill of several requests gives each the tokens it gets alone."""
     from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
 
@@ -173,16 +173,17 @@ def test_the_same_tokens_as_prefilling_alone(engine):
     alone = []
     for seed, rows in enumerate(REQUESTS):
         req = make(rows, seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), draws.run("alone"):
             batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
             batch.add([req])
             while batch.requests:
                 batch.step()
         alone.append(req.generated)
     together = [make(rows, seed) for seed, rows in enumerate(REQUESTS)]
-    with torch.inference_mode():
+    with torch.inference_mode(), draws.run("together"):
         batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)
         batch.add(together)
         while batch.requests:
             batch.step()
     assert [r.generated for r in together] == alone
+    draws.assert_close("alone", "together")

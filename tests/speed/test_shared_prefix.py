@@ -121,18 +121,22 @@ def decode_all(engine, joins, decode_with_joins):
     return {name: r.generated for name, r in requests.items() if r.generated}, openings
 
 
-def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch, decode_with_joins):
+def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch, decode_with_joins,
+                                                                         draws):
     assert packing.supports(engine.model)
     used = []
     real = SharedPrefix.attention
     monkeypatch.setattr(SharedPrefix, "attention", lambda self, *a, **k: used.append(self.length) or real(self, *a, **k))
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 10**9)   # never pays: every step reads each row whole
     joins = [(0, "a"), (2, "b"), (1, "c")]
-    apart, _ = decode_all(engine, joins, decode_with_joins)
+    with draws.run("apart"):
+        apart, _ = decode_all(engine, joins, decode_with_joins)
     assert used == []
     thresholds(monkeypatch, rows=2, tokens=8, saved=8)
-    once, openings = decode_all(engine, joins, decode_with_joins)
+    with draws.run("once"):
+        once, openings = decode_all(engine, joins, decode_with_joins)
     assert once == apart and set(once) == {"a", "b", "c"}
+    draws.assert_close("apart", "once")
     # a and b share 41 tokens (<bos> and the opening); c opens otherwise: one token in common, too few
     assert openings[:2] == [41, 41] and 1 in openings
     assert used and set(used) == {41}
