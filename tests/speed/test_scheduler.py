@@ -79,19 +79,21 @@ def test_a_call_that_takes_long_to_prepare_delays_a_loop_only_so_long(monkeypatc
     assert naps == []
 
 
-def test_concurrent_threads_get_their_single_call_results(engine):
+def test_concurrent_threads_get_their_single_call_results(engine, draws):
     calls = [(ask("Jane Roe"), 1, 0.01), (ask("Bob Stone, born 1990", "u2"), 2, 0.2),
              ([{"role": "user", "content": "Plain question"}], 3, 0.01), (ask("X"), 4, 0.05)]
-    alone = [engine.generate(m, beta=b, max_new_tokens=10, seed=s).token_ids for m, s, b in calls]
+    with draws.run("alone"):
+        alone = [engine.generate(m, beta=b, max_new_tokens=10, seed=s).token_ids for m, s, b in calls]
     start = threading.Barrier(len(calls))
 
     def call(m, s, b):
         start.wait()
         return engine.generate(m, beta=b, max_new_tokens=10, seed=s).token_ids
 
-    with ThreadPoolExecutor(len(calls)) as pool:
+    with draws.run("threads"), ThreadPoolExecutor(len(calls)) as pool:
         got = [f.result() for f in [pool.submit(call, *c) for c in calls]]
     assert got == alone
+    draws.assert_close("alone", "threads")  # each thread got its own request's rows
 
 
 def test_generate_batch_is_one_loop(engine):
@@ -111,15 +113,19 @@ def test_abandoned_stream_stops_the_worker(engine):
         worker.join(timeout=60)
     assert engine._scheduler._worker is None
 
-def test_the_scheduler_follows_the_reordered_batch(engine):
+def test_the_scheduler_follows_the_reordered_batch(engine, draws):
     """Each ticket streams its own request's text while the batch reorders around leavers."""
     calls = [(ask("Jane Roe", "u1"), 1, 3), (ask("Bob Stone", "u2"), 2, 8), (ask("Tom Poe", "u3"), 3, 5),
              (ask("Ann Lee", "u4"), 4, 10)]
-    alone = [engine.generate(m, beta=0.05, max_new_tokens=n, seed=s).text for m, s, n in calls]
+    with draws.run("alone"):
+        alone = [engine.generate(m, beta=0.05, max_new_tokens=n, seed=s).text for m, s, n in calls]
     requests = [engine._prepare(m, make_settings(beta=0.05, max_new_tokens=n, seed=s), None, None, None).request
                 for m, s, n in calls]
-    tickets = engine._scheduler.submit(requests)
-    assert ["".join(ticket) for ticket in tickets] == alone == [r.text for r in requests]
+    with draws.run("batched"):
+        tickets = engine._scheduler.submit(requests)
+        texts = ["".join(ticket) for ticket in tickets]
+    assert texts == alone == [r.text for r in requests]
+    draws.assert_close("alone", "batched")
 
 
 def _prepared(engine, messages, n, seed):
