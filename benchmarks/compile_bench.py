@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks.speed_common import (load_average, load_engine, peak_memory_mb, plain_ids, record_prompt, run_plain,
                                      save, timed)
+from dpfusion_chains.core.prefix_cache import common_length
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -78,9 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
     """The first position where token lists `a` and `b` differ (None: equal)."""
-    if a == b:
-        return None
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return None if a == b else common_length(a, b)
 
 
 if __name__ == "__main__":
