@@ -21,7 +21,7 @@ import torch
 from dpfusion_chains.core import accounting as acc
 from dpfusion_chains.core import freed_memory, fused_linear, packing
 from dpfusion_chains.core.compiled import CompiledForward, CompileSetting, wants_compile
-from dpfusion_chains.core.decode import DecodeRequest
+from dpfusion_chains.core.decode_request import DecodeRequest
 from dpfusion_chains.core.detect import Detector
 from dpfusion_chains.core.errors import ContextTooLongError, EmptyContextError
 from dpfusion_chains.core.fusion import search_lambda

@@ -43,7 +43,8 @@ from typing import Any
 import torch
 
 from dpfusion_chains.core.compiled import CompiledForward
-from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
+from dpfusion_chains.core.decode import DecodeBatch
+from dpfusion_chains.core.decode_request import DecodeRequest
 from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.omp_pool import release_thread_pool
 from dpfusion_chains.core.prefill import Prefilled

@@ -16,7 +16,7 @@ from dpfusion_chains.core.errors import PrivacyAuditError
 from dpfusion_chains.core.fusion import SearchLimits, mixture_logprobs, search_limits, symmetric_renyi
 
 if TYPE_CHECKING:
-    from dpfusion_chains.core.decode import DecodeRequest
+    from dpfusion_chains.core.decode_request import DecodeRequest
 
 
 @dataclass
