@@ -1,17 +1,19 @@
 """The batched KV-cache decode loop: all views of all requests advance in one forward per token.
 
-Rows of one request are contiguous: its public view first, then one row per group. Requests
-arriving together are prefilled together (core.prefill, their suffixes packed into one forward)
-and merged into the running batch, so a request can join at any step boundary. Each step takes
-the last position's logits only, runs the λ search for every group row of every request at
-once, mixes in probability space with one weighted row sum per request, samples one token per
-request with the request's own generator and appends it to all of the request's rows. The only
-host synchronisation per step is reading the sampled tokens for the stop check. Finished
-requests leave the batch. On a CPU, an opening that enough rows share is read once per step
-rather than once per row (core.shared_prefix). With a CompiledForward (core.compiled), decode
-steps run as one compiled graph on a static copy of the cache, which is handed back before
-requests join or leave. On a CUDA GPU every forward runs without cuDNN's attention kernel
-(core.attention_kernels).
+Rows of one request are contiguous: its public view first, then one row per group (the logical
+order; the KV cache may hold them in another, below). Requests arriving together are prefilled
+together (core.prefill, their suffixes packed into one forward) and merged into the running
+batch, so a request can join at any step boundary. Each step takes the last position's logits
+only, runs the λ search for every group row of every request at once, mixes in probability
+space with one weighted row sum per request, samples one token per request with the request's
+own generator and appends it to all of the request's rows. The only host synchronisation per
+step is reading the sampled tokens for the stop check. Finished requests leave the batch. On a
+CPU, an opening that enough rows share is read once per step rather than once per row
+(core.shared_prefix), and the cache holds its rows ordered by lead (core.row_placement), so that
+the columns after the opening are read in buckets of rows of similar length. With a
+CompiledForward (core.compiled), decode steps run as one compiled graph on a static copy of the
+cache, which is handed back before requests join or leave. On a CUDA GPU every forward runs
+without cuDNN's attention kernel (core.attention_kernels).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import packing
+from dpfusion_chains.core import packing, shared_prefix
 from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.decode_request import DecodeRequest
@@ -32,6 +34,7 @@ from dpfusion_chains.core.graphed_search import GraphedSearch
 from dpfusion_chains.core.kvcache import ReservedCache, additive_mask, assemble, supports_reserved_cache
 from dpfusion_chains.core.prefill import Prefilled, common_prefix_length, forward_last, prefill_requests
 from dpfusion_chains.core.prefix_cache import PrefixCache
+from dpfusion_chains.core.row_placement import RowPlacement, by_lead, compacted
 from dpfusion_chains.core.sampling import sample_rows
 from dpfusion_chains.core.shared_prefix import SharedPrefix
 from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_masses, public_rows
@@ -39,7 +42,9 @@ from dpfusion_chains.core.steps import StepPlan, audit_step, mix_rows, public_ma
 
 class DecodeBatch:
     """Device-side state of the rows still decoding: KV cache, attention mask, positions, the
-    logits waiting to be sampled, and the index plan of the fused step."""
+    logits waiting to be sampled, and the index plan of the fused step. The cache, mask, leads
+    and positions are in the cache's row order (`placement`, core.row_placement); the logits
+    and everything the fused step reads are in logical order (each request's rows together)."""
 
     def __init__(self, model: Any, tokenizer: Any, device: torch.device, pad_id: int | None = None,
                  compiled: CompiledForward | None = None, prefixes: PrefixCache | None = None,
@@ -57,6 +62,7 @@ class DecodeBatch:
         self.cache: Any = None
         self.mask: torch.Tensor | None = None        # [B, past] bool, True = attend
         self.lead: list[int] = []                     # per row: leading masked columns (host copy)
+        self.placement: RowPlacement | None = None    # the cache's rows, when not in logical order
         self.padded = False                           # any masked column at all (host copy)
         self.opening = 0                              # tokens every row starts with (core.shared_prefix)
         self.last_pos: torch.Tensor | None = None     # [B, 1] position of each row's last token
@@ -93,7 +99,7 @@ class DecodeBatch:
             if self.requests or len(prefilled) > 1:
                 raise RuntimeError("this model's cache cannot take new requests mid-loop")
             only = prefilled[0]
-            self.cache, self.mask, self.lead = only.own_cache, only.mask, only.lead
+            self.cache, self.mask, self.lead, self.placement = only.own_cache, only.mask, only.lead, None
             self.last_pos, self.logits = only.last_pos, only.logits
         else:
             self._assemble(prefilled)
@@ -107,21 +113,33 @@ class DecodeBatch:
     def _assemble(self, joining: list[Prefilled]) -> None:
         """Our rows, then the joining requests' rows, into one cache (core.kvcache.assemble),
         shorter rows left-padded and masked; every cache keeps its positions, rotary phases
-        being in the keys already."""
+        being in the keys already. The cache takes its rows by lead where core.shared_prefix may
+        read them in buckets, else in logical order."""
         rows = [segments for p in joining for segments in p.segments]
+        logical = list(range(len(rows)))                  # of each row in `rows`
         reserve = max(p.reserve for p in joining)
-        if self.requests:  # our rows first, each whole (its padding included)
-            rows = [[(self.cache, r, 0, self.cache.length)] for r in range(self.rows)] + rows
+        if self.requests:  # our rows first (in the cache's order), each whole (its padding included)
+            ours = self.rows
+            rows = [[(self.cache, r, 0, self.cache.length)] for r in range(ours)] + rows
+            logical = list(self.placement.logical if self.placement else range(ours)) + [ours + i for i in logical]
             reserve = max(reserve, self.cache.layers[0].reserve)
         parts: list[DecodeBatch | Prefilled] = ([self] if self.requests else []) + joining
         width = max(p.mask.shape[1] for p in parts)
+        lead = [x + width - p.mask.shape[1] for p in parts for x in p.lead]
+        order = by_lead(lead) if self._bucketed(len(rows)) else sorted(range(len(rows)), key=logical.__getitem__)
+        index = torch.tensor(order, device=self.device)
         # one assignment: every part (self among them) is read before any attribute is replaced
-        self.cache, self.mask, self.lead, self.last_pos, self.logits = (
-            assemble(rows, reserve),
-            torch.cat([torch.nn.functional.pad(p.mask, (width - p.mask.shape[1], 0)) for p in parts]),
-            [x + width - p.mask.shape[1] for p in parts for x in p.lead],
-            torch.cat([p.last_pos for p in parts]),
-            torch.cat([p.logits for p in parts]))
+        self.cache, self.mask, self.lead, self.last_pos, self.logits, self.placement = (
+            assemble([rows[i] for i in order], reserve),
+            torch.cat([torch.nn.functional.pad(p.mask, (width - p.mask.shape[1], 0)) for p in parts])[index],
+            [lead[i] for i in order],
+            torch.cat([p.last_pos for p in parts])[index],
+            torch.cat([p.logits for p in parts]),          # logical order: self.logits is
+            RowPlacement.of([logical[i] for i in order], self.device))
+
+    def _bucketed(self, rows: int) -> bool:
+        """Whether decode steps of this many rows may read them in buckets (core.shared_prefix)."""
+        return self.device.type == "cpu" and rows >= shared_prefix.MIN_ROWS and packing.supports(self.model)
 
     # -- leaving ----------------------------------------------------------------------------
     def remove(self, gone: set[int]) -> list[int]:
@@ -139,18 +157,21 @@ class DecodeBatch:
         self.requests = [self.requests[i] for i in order]
         self.plan = None
         if not self.requests:
-            self.cache = self.mask = self.last_pos = self.logits = None
+            self.cache = self.mask = self.last_pos = self.logits = self.placement = None
             self.lead, self.padded, self.opening = [], False, 0
             return order
-        index = torch.tensor(keep_rows, device=self.device)
+        if self.logits is not None:
+            self.logits = self.logits[torch.tensor(keep_rows, device=self.device)]
+        # the cache's rows that stay, in the cache's order (core.row_placement), and their logical rows
+        physical, logical = compacted(self.placement, keep_rows) if self.placement else (keep_rows, keep_rows)
+        index = torch.tensor(physical, device=self.device)
         if hasattr(self.cache, "move_rows"):
-            self.cache.move_rows([(new, old) for new, old in enumerate(keep_rows) if new != old], len(keep_rows))
+            self.cache.move_rows([(new, old) for new, old in enumerate(physical) if new != old], len(physical))
         else:
             self.cache.batch_select_indices(index)
         self.mask, self.last_pos = self.mask[index], self.last_pos[index]
-        if self.logits is not None:
-            self.logits = self.logits[index]
-        self.lead = [self.lead[i] for i in keep_rows]
+        self.lead = [self.lead[p] for p in physical]
+        self.placement = RowPlacement.of(logical, self.device) if self.placement else None
         self._find_opening()
         cut = min(self.lead)
         if cut and hasattr(self.cache, "drop_front"):  # columns every remaining row masks
@@ -191,10 +212,17 @@ class DecodeBatch:
         return events
 
     def _advance(self, tokens: torch.Tensor) -> None:
+        ids = tokens[self.plan.row_request]                       # every row's token, logical order
+        if self.placement is not None:
+            ids = ids[self.placement.to_physical]
         with engine_kernels(self.device):
-            self._forward(tokens[self.plan.row_request][:, None])
+            self._forward(ids[:, None])
+        if self.placement is not None:
+            self.logits = self.logits[self.placement.to_logical]
 
     def _forward(self, ids: torch.Tensor) -> None:
+        """One forward of every row's next token (`ids` in the cache's row order); the logits,
+        in that order too, into self.logits."""
         self.last_pos = self.last_pos + 1
         if self._freeze():
             logits = self.compiled(ids, self.static.next_mask(), self.last_pos, self.static)

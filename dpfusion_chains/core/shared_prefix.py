@@ -23,6 +23,20 @@ process, the same sampled text): the eight requests of benchmarks/batch_bench.py
 29.3 ms, and one request (2 rows) 26.5 → 27.4 ms: slower, hence MIN_ROWS. CPU only: GPU
 attention kernels read keys at a different cost and were not measured.
 
+Rows of different lengths (a public view shorter than its private ones, requests of different
+lengths) are left-padded to one width, so the columns after the opening also hold a shorter row's
+padding and its own copy of the opening, masked. Reading them cost more than the opening: in the
+eight requests' steps above (public views of ~30 own tokens, private ones of ~120–220), attention
+took 420–460 µs per layer (13.4–14.1 ms of a ~42 ms step), 290 µs of it reading the columns after
+the opening, of which 61 % were masked (1363 of 3520 row-positions attended at step 6). Those
+columns are therefore read in one bucket of consecutive rows or two (`OwnBucket`), each from the
+first column one of its rows needs, where the cut saves more than BUCKET_COST positions; the
+decode loop keeps the cache's rows ordered by lead (core.row_placement), so long rows and short
+ones lie together. One softmax per bucket still spans a row's opening and its own part. The eight
+requests' decode step medians, one bucket or two alternating in one process (6 runs each, the
+same sampled text): 42.3 → 40.1 ms. A second bucket's extra ops cost about what reading ~512–768
+positions does (16 rows, a 223-token opening; one layer, cold caches).
+
 Half-precision caches are attended in float32 (the parts read upcast, the output rounded once),
 as SDPA's CPU kernels keep their scores: with scores and softmax in bfloat16, an output was off by
 up to 0.033 against 0.008 for SDPA (16 rows, unit-scale values; tested). Upcasting cost the
@@ -41,18 +55,34 @@ from dpfusion_chains.core.kvcache import additive_mask
 MIN_ROWS = 4      # fewer rows read their openings with the rest of the row
 MIN_TOKENS = 64   # a shorter opening is read with each row
 MIN_SAVED = 512   # (rows − 1) × opening: positions no longer read per layer, at least
+BUCKET_COST = 512  # positions a second bucket must save (its ops cost about as much as reading 512–768)
+
+
+@dataclass(frozen=True)
+class OwnBucket:
+    """Rows [first, end) of a decode step, whose own tokens all lie at or after column `region`;
+    `mask` ([rows, 1, 1, key length − region], additive) opens each row's own columns there."""
+
+    first: int
+    end: int
+    region: int
+    mask: torch.Tensor
 
 
 @dataclass(frozen=True)
 class SharedPrefix:
     """Where the shared opening lies for one decode step: `length` tokens from column `start` in
-    row 0 (and from each row's lead in the others); every row's own tokens lie at or after column
-    `region`, and `own_mask` ([rows, 1, 1, key length − region], additive) opens each row's own."""
+    row 0 (and from each row's lead in the others); `buckets` (one or two, covering the rows in
+    order) say where each row's own tokens lie."""
 
     start: int
     length: int
-    region: int
-    own_mask: torch.Tensor
+    buckets: tuple[OwnBucket, ...]
+
+    @property
+    def region(self) -> int:
+        """The first column any row's own tokens may lie in."""
+        return min(b.region for b in self.buckets)
 
     @classmethod
     def plan(cls, leads: list[int], length: int, mask: torch.Tensor, dtype: torch.dtype) -> SharedPrefix | None:
@@ -62,10 +92,17 @@ class SharedPrefix:
         rows = len(leads)
         if mask.device.type != "cpu" or rows < MIN_ROWS or length < MIN_TOKENS or (rows - 1) * length < MIN_SAVED:
             return None
-        region = min(leads) + length
         own_start = torch.tensor(leads, device=mask.device)[:, None] + length
-        own = (torch.arange(region, mask.shape[1], device=mask.device)[None] >= own_start) & mask[:, region:]
-        return cls(leads[0], length, region, additive_mask(own, _computed_in(dtype)))
+        columns = torch.arange(mask.shape[1], device=mask.device)[None]
+
+        def bucket(first: int, end: int) -> OwnBucket:
+            region = min(leads[first:end]) + length
+            own = (columns[:, region:] >= own_start[first:end]) & mask[first:end, region:]
+            return OwnBucket(first, end, region, additive_mask(own, _computed_in(dtype)))
+
+        split = bucket_split(leads, mask.shape[1] - length)
+        spans = [(0, rows)] if split is None else [(0, split), (split, rows)]
+        return cls(leads[0], length, tuple(bucket(first, end) for first, end in spans))
 
     def attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
         """One decode step's attention: query [rows, heads, 1, dim], key and value [rows, kv_heads,
@@ -79,14 +116,33 @@ class SharedPrefix:
         queries = query.reshape(rows, kv_heads, group, dim).to(dtype) * scale        # [R, kv, g, d]
         opening = slice(self.start, self.start + n)
         shared_keys, shared_values = key[0, :, opening].to(dtype), value[0, :, opening].to(dtype)  # [kv, n, d]
-        own_keys, own_values = key[:, :, self.region:].to(dtype), value[:, :, self.region:].to(dtype)
         stacked = queries.transpose(0, 1).reshape(kv_heads, rows * group, dim)       # every row's queries
-        shared = torch.bmm(stacked, shared_keys.transpose(1, 2))                     # [kv, R·g, n], row 0's keys
-        own = torch.matmul(queries, own_keys.transpose(2, 3)).add_(self.own_mask)    # [R, kv, g, w]
-        weights = torch.cat([shared.view(kv_heads, rows, group, n).transpose(0, 1), own], dim=-1).softmax(dim=-1)
-        out = torch.bmm(weights[..., :n].transpose(0, 1).reshape(kv_heads, rows * group, n), shared_values)
-        out = out.view(kv_heads, rows, group, dim).transpose(0, 1) + torch.matmul(weights[..., n:], own_values)
+        shared = torch.bmm(stacked, shared_keys.transpose(1, 2)).view(kv_heads, rows, group, n).transpose(0, 1)
+        shared_weights, own_outputs = [], []
+        for b in self.buckets:   # [R_b, kv, g, ·] each: one softmax over the opening and the row's own part
+            own_keys, own_values = key[b.first:b.end, :, b.region:], value[b.first:b.end, :, b.region:]
+            own = torch.matmul(queries[b.first:b.end], own_keys.to(dtype).transpose(2, 3)).add_(b.mask)
+            weights = torch.cat([shared[b.first:b.end], own], dim=-1).softmax(dim=-1)
+            shared_weights.append(weights[..., :n])
+            own_outputs.append(torch.matmul(weights[..., n:], own_values.to(dtype)))
+        weights = shared_weights[0] if len(self.buckets) == 1 else torch.cat(shared_weights)
+        out = torch.bmm(weights.transpose(0, 1).reshape(kv_heads, rows * group, n), shared_values)
+        own_out = own_outputs[0] if len(self.buckets) == 1 else torch.cat(own_outputs)
+        out = out.view(kv_heads, rows, group, dim).transpose(0, 1) + own_out
         return out.reshape(rows, heads, 1, dim).to(query.dtype)
+
+
+def bucket_split(leads: list[int], own_width: int) -> int | None:
+    """Where to cut rows with these leads (in their order) into two buckets, each read from its
+    first needed column, when `own_width` columns follow the opening: the cut that reads fewest
+    positions, if it saves more than BUCKET_COST of them; else None (one bucket)."""
+    rows = len(leads)
+    best, split = rows * (own_width - min(leads)) - BUCKET_COST, None
+    for k in range(1, rows):
+        read = k * (own_width - min(leads[:k])) + (rows - k) * (own_width - min(leads[k:]))
+        if read < best:
+            best, split = read, k
+    return split
 
 
 def _computed_in(dtype: torch.dtype) -> torch.dtype:
@@ -94,4 +150,4 @@ def _computed_in(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
-__all__ = ["MIN_ROWS", "MIN_SAVED", "MIN_TOKENS", "SharedPrefix"]
+__all__ = ["BUCKET_COST", "MIN_ROWS", "MIN_SAVED", "MIN_TOKENS", "OwnBucket", "SharedPrefix", "bucket_split"]

@@ -64,7 +64,7 @@ def test_a_half_precision_engine_decodes_in_float32_attention_within_its_audited
 def test_half_precision_openings_are_planned_with_a_float32_mask(dtype):
     mask = torch.ones(4, 300, dtype=torch.bool)
     plan = shared_prefix.SharedPrefix.plan([0] * 4, 200, mask, dtype)
-    assert plan is not None and plan.own_mask.dtype == torch.float32
+    assert plan is not None and all(b.mask.dtype == torch.float32 for b in plan.buckets)
 
 
 @pytest.mark.parametrize("model", [None, "/models/any"])

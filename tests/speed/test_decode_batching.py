@@ -247,7 +247,10 @@ def test_joining_a_running_batch_assembles_every_row_once_left_padded_with_room(
     batch.join(pending[:1])  # the first request alone, then two joining the running batch in one copy
     batch.join(pending[1:])
     assert batch.cache.length == 8 and batch.cache.layers[0].reserve == 6 and batch.padded
-    assert batch.lead == [3, 3, 0, 6, 6, 6]
+    # the cache holds the rows by lead (core.row_placement): row r of the batch is the cache's where[r]
+    assert batch.lead == [0, 3, 3, 6, 6, 6] and batch.placement.logical == (2, 0, 1, 3, 4, 5)
+    where = batch.placement.to_logical.tolist()
+    assert [batch.lead[where[r]] for r in range(6)] == [3, 3, 0, 6, 6, 6]
     assert batch.mask.tolist() == [[c >= lead for c in range(8)] for lead in batch.lead]
     for i, layer in enumerate(batch.cache.layers):
         assert layer._keys.shape == (6, 2, 8 + 6, 4)  # room for the largest reserve after the widest
@@ -255,10 +258,11 @@ def test_joining_a_running_batch_assembles_every_row_once_left_padded_with_room(
         for p, original in zip(parts, originals):
             keys, values = original[i]
             n, length = keys.shape[0], keys.shape[2]
-            assert torch.equal(layer.keys[start:start + n, :, 8 - length:], keys)
-            assert torch.equal(layer.values[start:start + n, :, 8 - length:], values)
-            assert not layer.keys[start:start + n, :, :8 - length].any()       # masked padding: zeros
-            assert not layer.values[start:start + n, :, :8 - length].any()
+            rows = where[start:start + n]
+            assert torch.equal(layer.keys[rows][:, :, 8 - length:], keys)
+            assert torch.equal(layer.values[rows][:, :, 8 - length:], values)
+            assert not layer.keys[rows][:, :, :8 - length].any()       # masked padding: zeros
+            assert not layer.values[rows][:, :, :8 - length].any()
             start += n
         assert not layer._keys[:, :, 8:].any()
 

@@ -1,7 +1,7 @@
 """Decode attention reading a shared opening once (core.shared_prefix): the attention each row
-gets over its whole row, for left-padded rows and grouped heads; used only where it pays and on
-a CPU; the decode loop finds the opening as requests join and leave, and samples the same tokens
-with it as without."""
+gets over its whole row, for left-padded rows and grouped heads, the rows after the opening read
+in one bucket or two; used only where it pays and on a CPU; the decode loop finds the opening as
+requests join and leave, and samples the same tokens with it as without."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dpfusion_chains.core import packing, shared_prefix
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
 from dpfusion_chains.core.kvcache import additive_mask
-from dpfusion_chains.core.shared_prefix import SharedPrefix
+from dpfusion_chains.core.shared_prefix import SharedPrefix, bucket_split
 
 
 def rows_with_opening(leads, opening, width, kv_heads=3, dim=16, seed=0):
@@ -51,6 +51,38 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
                                           values.nan_to_num().repeat_interleave(group, dim=1),
                                           attn_mask=additive_mask(mask, torch.float32), scale=0.25)
     assert out.shape == query.shape and torch.allclose(out, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("leads", [[0, 2, 1, 30, 31, 30], [30, 0, 31, 2]])
+def test_rows_read_in_two_buckets_get_their_attention_over_their_whole_row(leads, monkeypatch):
+    """Each bucket reads from the first column one of its rows needs; masked columns there (a
+    later row's padding, zeros as the engine's are, and its copy of the opening) stay masked."""
+    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
+    monkeypatch.setattr(shared_prefix, "BUCKET_COST", 0)
+    opening, width = 12, 60
+    keys, values, mask = rows_with_opening(leads, opening, width)
+    keys, values = keys.nan_to_num(), values.nan_to_num()
+    query = torch.randn(len(leads), 6, 1, 16)
+    plan = SharedPrefix.plan(leads, opening, mask, torch.float32)
+    split = bucket_split(leads, width - opening)
+    assert [(b.first, b.end, b.region) for b in plan.buckets] == \
+        [(0, split, min(leads[:split]) + opening), (split, len(leads), min(leads[split:]) + opening)]
+    full = F.scaled_dot_product_attention(query, keys.repeat_interleave(2, dim=1), values.repeat_interleave(2, dim=1),
+                                          attn_mask=additive_mask(mask, torch.float32), scale=0.25)
+    assert torch.allclose(plan.attention(query, keys, values, scale=0.25), full, atol=1e-5)
+
+
+def test_rows_are_cut_into_two_buckets_where_it_saves_more_than_a_bucket_costs():
+    # eight long rows, then eight short ones, 220 columns after the opening: 3520 positions in one
+    # bucket, 8 × 220 + 8 × 30 = 2000 in two
+    assert bucket_split([0] * 8 + [190] * 8, 220) == 8
+    assert bucket_split([0, 0, 2, 3] + [190] * 4, 220) == 4
+    assert bucket_split([0] * 16, 220) is None                             # alike: nothing to save
+    assert bucket_split([0, 190] * 8, 220) is None                         # alternating: a cut saves too little
+    # saving exactly BUCKET_COST positions is not enough: 2 rows × 256 columns
+    assert shared_prefix.BUCKET_COST == 512
+    assert bucket_split([0, 0, 256, 256], 400) is None
+    assert bucket_split([0, 0, 257, 257], 400) == 2
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -140,6 +172,15 @@ def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine
     # a and b share 41 tokens (<bos> and the opening); c opens otherwise: one token in common, too few
     assert openings[:2] == [41, 41] and 1 in openings
     assert used and set(used) == {41}
+    # the rows after the opening read in two buckets wherever a cut saves anything at all
+    buckets = []
+    monkeypatch.setattr(SharedPrefix, "attention", lambda self, *a, **k: buckets.append(len(self.buckets))
+                        or real(self, *a, **k))
+    monkeypatch.setattr(shared_prefix, "BUCKET_COST", -10**9)
+    with draws.run("buckets"):
+        in_buckets, _ = decode_all(engine, joins, decode_with_joins)
+    assert in_buckets == apart and buckets and set(buckets) == {2}
+    draws.assert_close("apart", "buckets")
 
 
 def test_the_opening_is_found_again_as_requests_join_and_leave(engine):

@@ -1,0 +1,51 @@
+"""Where a decode batch keeps each row in its KV cache: ordered by lead, not by request.
+
+The decode loop's rows are logical: a request's rows together, requests in batch order (the
+fused step's index plan and the mixture rely on it). Nothing in a forward needs that order,
+since each row attends only to itself. On a CPU, core.shared_prefix reads the columns after a
+shared opening in buckets of consecutive rows, each from the first column one of its rows needs;
+with public views shorter than private ones, rows in request order alternate long and short and
+no bucket saves anything. So the cache, the mask, the leads and the positions are kept in
+physical order, rows sorted by lead, and a forward takes its tokens in that order and hands its
+logits back in logical order (two index ops on [rows] and [rows, vocabulary]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class RowPlacement:
+    """Physical row p of the cache holds logical row `logical[p]`."""
+
+    logical: tuple[int, ...]
+    to_physical: torch.Tensor   # [B]: logical row of each physical row (tokens[to_physical] → physical order)
+    to_logical: torch.Tensor    # [B]: physical row of each logical row (logits[to_logical] → logical order)
+
+    @classmethod
+    def of(cls, logical: list[int], device: torch.device) -> RowPlacement | None:
+        """The placement `logical` describes; None when it is the identity (nothing to reorder)."""
+        if logical == list(range(len(logical))):
+            return None
+        to_physical = torch.tensor(logical, dtype=torch.long, device=device)
+        return cls(tuple(logical), to_physical, torch.argsort(to_physical))
+
+
+def by_lead(leads: list[int]) -> list[int]:
+    """Rows in order of their leads (stable): long rows first, then shorter and shorter ones."""
+    return sorted(range(len(leads)), key=leads.__getitem__)
+
+
+def compacted(placement: RowPlacement, keep: list[int]) -> tuple[list[int], list[int]]:
+    """The rows left when only the logical rows `keep` stay (new logical row i = old `keep[i]`):
+    (their old physical rows in physical order, kept ascending so the lead order holds; their new
+    logical rows)."""
+    new_index = {old: new for new, old in enumerate(keep)}
+    survivors = [p for p, row in enumerate(placement.logical) if row in new_index]
+    return survivors, [new_index[placement.logical[p]] for p in survivors]
+
+
+__all__ = ["RowPlacement", "by_lead", "compacted"]
