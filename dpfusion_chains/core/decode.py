@@ -134,7 +134,7 @@ class DecodeBatch:
             torch.cat([torch.nn.functional.pad(p.mask, (width - p.mask.shape[1], 0)) for p in parts])[index],
             [lead[i] for i in order],
             torch.cat([p.last_pos for p in parts])[index],
-            torch.cat([p.logits for p in parts]),          # logical order: self.logits is
+            torch.cat([p.logits for p in parts]),          # in logical order, as self.logits always is
             RowPlacement.of([logical[i] for i in order], self.device))
 
     def _bucketed(self, rows: int) -> bool:
@@ -146,7 +146,8 @@ class DecodeBatch:
         """Drop the requests at positions `gone` (indices into self.requests). Returns the old
         positions of those that stay, in their new order: a request from the end of the batch
         takes the rows of a leaving one of its size, so only its rows are copied (in place)
-        rather than every row after the gap."""
+        rather than every row after the gap. A cache whose rows are ordered by lead
+        (core.row_placement) keeps that order instead, its later rows moving up."""
         if not gone:
             return list(range(len(self.requests)))
         self._thaw()
@@ -163,7 +164,7 @@ class DecodeBatch:
         if self.logits is not None:
             self.logits = self.logits[torch.tensor(keep_rows, device=self.device)]
         # the cache's rows that stay, in the cache's order (core.row_placement), and their logical rows
-        physical, logical = compacted(self.placement, keep_rows) if self.placement else (keep_rows, keep_rows)
+        physical, logical = compacted(self.placement, keep_rows) if self.placement else (keep_rows, None)
         index = torch.tensor(physical, device=self.device)
         if hasattr(self.cache, "move_rows"):
             self.cache.move_rows([(new, old) for new, old in enumerate(physical) if new != old], len(physical))
@@ -171,7 +172,7 @@ class DecodeBatch:
             self.cache.batch_select_indices(index)
         self.mask, self.last_pos = self.mask[index], self.last_pos[index]
         self.lead = [self.lead[p] for p in physical]
-        self.placement = RowPlacement.of(logical, self.device) if self.placement else None
+        self.placement = RowPlacement.of(logical, self.device) if logical is not None else None
         self._find_opening()
         cut = min(self.lead)
         if cut and hasattr(self.cache, "drop_front"):  # columns every remaining row masks
