@@ -85,18 +85,22 @@ def test_rows_are_cut_into_two_buckets_where_it_saves_more_than_a_bucket_costs()
     assert bucket_split([0, 0, 257, 257], 400) == 2
 
 
+@pytest.mark.parametrize("buckets", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_rows_are_attended_in_float32(dtype, monkeypatch):
+def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch):
     """Scores and softmax in float32, the output rounded once: at least as close to float64
     attention over the same (rounded) inputs as SDPA's own half-precision kernel (scores rounded to
-    bfloat16 before the softmax were ~4× further off)."""
+    bfloat16 before the softmax were ~4× further off), in one bucket of rows or two."""
     thresholds(monkeypatch, rows=2, tokens=1, saved=1)
+    monkeypatch.setattr(shared_prefix, "BUCKET_COST", 10**9 if buckets == 1 else 0)
     leads, opening, width, heads, kv_heads = [0, 5, 0, 9] * 4, 120, 330, 9, 3
     keys, values, mask = rows_with_opening(leads, opening, width, kv_heads, dim=64)
     keys = keys * 2
     query = (torch.randn(len(leads), heads, 1, 64) * 2).to(dtype)
     keys, values = keys.nan_to_num().to(dtype), values.nan_to_num().to(dtype)
-    out = SharedPrefix.plan(leads, opening, mask, dtype).attention(query, keys, values, scale=0.125)
+    plan = SharedPrefix.plan(leads, opening, mask, dtype)
+    assert len(plan.buckets) == buckets
+    out = plan.attention(query, keys, values, scale=0.125)
 
     def full(q, k, v, mask_dtype):
         return F.scaled_dot_product_attention(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1),
