@@ -147,7 +147,7 @@ class DecodeBatch:
         positions of those that stay, in their new order: a request from the end of the batch
         takes the rows of a leaving one of its size, so only its rows are copied (in place)
         rather than every row after the gap. A cache whose rows are ordered by lead
-        (core.row_placement) keeps that order instead, its later rows moving up."""
+        (core.row_placement) is compacted alike, row by row."""
         if not gone:
             return list(range(len(self.requests)))
         self._thaw()
@@ -163,7 +163,7 @@ class DecodeBatch:
             return order
         if self.logits is not None:
             self.logits = self.logits[torch.tensor(keep_rows, device=self.device)]
-        # the cache's rows that stay, in the cache's order (core.row_placement), and their logical rows
+        # the cache's rows that stay, in their new places (core.row_placement), and their logical rows
         physical, logical = compacted(self.placement, keep_rows) if self.placement else (keep_rows, None)
         index = torch.tensor(physical, device=self.device)
         if hasattr(self.cache, "move_rows"):

@@ -6,8 +6,12 @@ since each row attends only to itself. On a CPU, core.shared_prefix reads the co
 shared opening in buckets of consecutive rows, each from the first column one of its rows needs;
 with public views shorter than private ones, rows in request order alternate long and short and
 no bucket saves anything. So the cache, the mask, the leads and the positions are kept in
-physical order, rows sorted by lead, and a forward takes its tokens in that order and hands its
-logits back in logical order (two index ops on [rows] and [rows, vocabulary]).
+physical order, the rows sorted by lead whenever requests join (a new cache is assembled then
+anyway), and a forward takes its tokens in that order and hands its logits back in logical order
+(two index ops on [rows] and [rows, vocabulary]). When requests leave, rows from the end fill
+their places (`compacted`), as few rows copied as before: eight staggered requests of
+`batch_bench --staggered` spent 0.03–0.04 s leaving this way, 0.06 s with every later row moved up
+to keep the order.
 """
 
 from __future__ import annotations
@@ -41,11 +45,17 @@ def by_lead(leads: list[int]) -> list[int]:
 
 def compacted(placement: RowPlacement, keep: list[int]) -> tuple[list[int], list[int]]:
     """The rows left when only the logical rows `keep` stay (new logical row i = old `keep[i]`):
-    (their old physical rows in physical order, kept ascending so the lead order holds; their new
-    logical rows)."""
+    (the old physical row of each new physical row, its new logical row). Rows past the end of
+    the smaller cache move into the places of rows that left, so only they are copied (as
+    core.decode.compaction_order does for requests); the lead order then holds except for them,
+    until the next join sorts the cache again."""
     new_index = {old: new for new, old in enumerate(keep)}
-    survivors = [p for p, row in enumerate(placement.logical) if row in new_index]
-    return survivors, [new_index[placement.logical[p]] for p in survivors]
+    stay = [p for p, row in enumerate(placement.logical) if row in new_index]
+    arrangement = list(range(len(stay)))
+    holes = [p for p in arrangement if placement.logical[p] not in new_index]
+    for hole, mover in zip(holes, [p for p in stay if p >= len(stay)]):
+        arrangement[hole] = mover
+    return arrangement, [new_index[placement.logical[p]] for p in arrangement]
 
 
 __all__ = ["RowPlacement", "by_lead", "compacted"]

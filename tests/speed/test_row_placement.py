@@ -1,6 +1,6 @@
-"""The decode batch keeps its cache's rows ordered by lead (core.row_placement): tokens go in and
-logits come out in logical order, the order survives requests joining and leaving, and a request
-samples from the distributions it would sample from alone."""
+"""The decode batch places its cache's rows by lead (core.row_placement): tokens go in and logits
+come out in logical order through joins and leaves, and a request samples from the distributions
+it would sample from alone."""
 
 import torch
 
@@ -33,16 +33,17 @@ def test_rows_are_ordered_by_lead_stably():
     assert by_lead([3, 3, 0, 6, 0]) == [2, 4, 0, 1, 3]
 
 
-def test_compaction_keeps_the_cache_order_of_the_rows_that_stay():
-    placement = RowPlacement.of([2, 0, 3, 1], torch.device("cpu"))
-    # logical rows 1 and 3 stay, 3 first: new logical 0 = old 3, new logical 1 = old 1
-    physical, logical = compacted(placement, [3, 1])
-    assert physical == [2, 3] and logical == [0, 1]
+def test_compaction_moves_only_rows_past_the_new_end_into_the_places_left():
+    placement = RowPlacement.of([2, 0, 3, 1, 5, 4], torch.device("cpu"))
+    # logical rows 0 and 2 leave (physical rows 1 and 0); the others become logical 0..3 in the
+    # order 1, 3, 4, 5: physical rows 2 and 3 stay where they are, rows 4 and 5 take places 0 and 1
+    physical, logical = compacted(placement, [1, 3, 4, 5])
+    assert physical == [4, 5, 2, 3] and logical == [3, 2, 1, 0]
 
 
 def test_the_batch_places_rows_by_lead_through_joins_and_leaves(engine, draws):
-    """Alternating long and short views come out of the cache sorted by lead, and stay so; every
-    request's draws are the ones it makes alone."""
+    """Alternating long and short views are placed in the cache by lead at every join, requests
+    leave it in any order, and every request's draws are the ones it makes alone."""
     specs = {"a": (LONG_SHORT, 1, 3), "b": (SHORT_LONG, 2, 6), "c": (EVEN, 3, 4)}
     for name, (rows, seed, n) in specs.items():
         with draws.run("alone"), torch.inference_mode():
@@ -59,9 +60,9 @@ def test_the_batch_places_rows_by_lead_through_joins_and_leaves(engine, draws):
         assert batch.lead == [0, 1, 5, 6]
         batch.step()
         batch.add([request(*specs["c"])])
+        assert batch.lead == sorted(batch.lead)                  # sorted again when c joined
         while batch.requests:
             leads.append(list(batch.lead))
-            assert batch.lead == sorted(batch.lead)
             assert sorted(batch.placement.logical if batch.placement else range(batch.rows)) == list(range(batch.rows))
             batch.step()
     assert len({len(x) for x in leads}) == 3                  # 6 rows, then 4 (a left), then 2 (c left)
