@@ -47,6 +47,7 @@ rounding the scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 
@@ -137,9 +138,11 @@ def bucket_split(leads: list[int], own_width: int) -> int | None:
     first needed column, when `own_width` columns follow the opening: the cut that reads fewest
     positions, if it saves more than BUCKET_COST of them; else None (one bucket)."""
     rows = len(leads)
-    best, split = rows * (own_width - min(leads)) - BUCKET_COST, None
+    before = list(accumulate(leads, min))                # before[k - 1]: least lead of rows [0, k)
+    after = list(accumulate(reversed(leads), min))[::-1]  # after[k]: least lead of rows [k, rows)
+    best, split = rows * (own_width - before[-1]) - BUCKET_COST, None
     for k in range(1, rows):
-        read = k * (own_width - min(leads[:k])) + (rows - k) * (own_width - min(leads[k:]))
+        read = k * (own_width - before[k - 1]) + (rows - k) * (own_width - after[k])
         if read < best:
             best, split = read, k
     return split

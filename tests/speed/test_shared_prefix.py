@@ -85,6 +85,20 @@ def test_rows_are_cut_into_two_buckets_where_it_saves_more_than_a_bucket_costs()
     assert bucket_split([0, 0, 257, 257], 400) == 2
 
 
+def test_the_cut_is_the_cheapest_of_all_cuts():
+    """bucket_split against reading every cut's positions out (random leads, any order)."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        rows = int(torch.randint(1, 20, (1,), generator=gen))
+        leads = torch.randint(0, 300, (rows,), generator=gen).tolist()
+        width = max(leads) + int(torch.randint(1, 400, (1,), generator=gen))
+        reads = {None: rows * (width - min(leads)) - shared_prefix.BUCKET_COST}
+        reads.update({k: k * (width - min(leads[:k])) + (rows - k) * (width - min(leads[k:])) for k in range(1, rows)})
+        best = min(reads.values())
+        split = bucket_split(leads, width)
+        assert reads[split] == best and (split is None or reads[None] > best)
+
+
 @pytest.mark.parametrize("buckets", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch):
