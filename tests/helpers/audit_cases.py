@@ -20,7 +20,6 @@ from dpfusion_chains import PrivacyBudget, private
 from dpfusion_chains.core.engine import DPFusionEngine
 from dpfusion_chains.core.markers import mark
 
-
 REPO = Path(__file__).resolve().parents[2]
 HAS_GPU = torch.cuda.is_available()
 no_gpu_only = pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU: device='cuda' is valid here")
@@ -140,9 +139,8 @@ def case(call: Call, exc: Any, match: str, id: str, *marks: Any) -> Any:  # noqa
     return pytest.param(call, exc, match, id=id, marks=marks)
 
 
-
-
 def privatizer(c: Ctx, **kw: Any) -> Any:
+    """A LangChain document privatizer over the case's engine and budget."""
     from dpfusion_chains.retrievers import DPDocumentPrivatizer
 
     return DPDocumentPrivatizer(c.engine, budget=c.budget, **kw)
