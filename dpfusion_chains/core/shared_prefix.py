@@ -80,11 +80,6 @@ class SharedPrefix:
     length: int
     buckets: tuple[OwnBucket, ...]
 
-    @property
-    def region(self) -> int:
-        """The first column any row's own tokens may lie in."""
-        return min(b.region for b in self.buckets)
-
     @classmethod
     def plan(cls, leads: list[int], length: int, mask: torch.Tensor, dtype: torch.dtype) -> SharedPrefix | None:
         """For rows with these leads, sharing their first `length` tokens, with this [rows, key
