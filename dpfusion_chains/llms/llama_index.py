@@ -248,7 +248,7 @@ class DPFusionLlamaLLM(CustomLLM):
         messages = super()._get_messages(prompt, **prompt_args)
         with fail_closed():
             check_rendered(prompt.select(llm=self) if hasattr(prompt, "select") else prompt, prompt_args,
-                            "".join(m.content or "" for m in messages), self.private_variables)
+                           "".join(m.content or "" for m in messages), self.private_variables)
         return messages
 
     def _settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
