@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import packing, shared_prefix
+from dpfusion_chains.core import native_attention, packing, shared_prefix
 from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.decode_request import DecodeRequest
@@ -138,8 +138,10 @@ class DecodeBatch:
             RowPlacement.of([logical[i] for i in order], self.device))
 
     def _bucketed(self, rows: int) -> bool:
-        """Whether decode steps of this many rows may read them in buckets (core.shared_prefix)."""
-        return self.device.type == "cpu" and rows >= shared_prefix.MIN_ROWS and packing.supports(self.model)
+        """Whether decode steps of this many rows may read them in buckets (core.shared_prefix):
+        not where the compiled kernel computes the attention, reading each row from its own start."""
+        return (self.device.type == "cpu" and rows >= shared_prefix.MIN_ROWS and packing.supports(self.model)
+                and not native_attention.takes_model(self.model))
 
     # -- leaving ----------------------------------------------------------------------------
     def remove(self, gone: set[int]) -> list[int]:

@@ -29,3 +29,30 @@ def decode_with_joins():
                 watch(batch)
 
     return run
+
+
+@pytest.fixture(params=["torch ops", "native kernel"])
+def attention_path(request, monkeypatch):
+    """Decode attention over a shared opening through torch's ops (core.native_attention off), or
+    through the compiled kernel, which must then answer every call (skipped, with the reason,
+    where this machine cannot build or run it)."""
+    from dpfusion_chains.core import native_attention
+
+    if request.param == "torch ops":
+        with native_attention.disabled():
+            yield request.param
+        return
+    if not native_attention.available():
+        pytest.skip("the native decode attention kernel is unavailable here (needs Linux x86-64 with AVX-512F, "
+                    "a C compiler and torch on GNU OpenMP); its torch-ops twin of this test ran")
+    answers = []
+    original = native_attention.decode_attention
+
+    def counted(*args, **kwargs):
+        out = original(*args, **kwargs)
+        answers.append(out is not None)
+        return out
+
+    monkeypatch.setattr(native_attention, "decode_attention", counted)
+    yield request.param
+    assert answers and all(answers), "the kernel declined a call it should have computed"

@@ -1,7 +1,8 @@
 """Decode attention reading a shared opening once (core.shared_prefix): the attention each row
 gets over its whole row, for left-padded rows and grouped heads, the rows after the opening read
 in one bucket or two; used only where it pays and on a CPU; the decode loop finds the opening as
-requests join and leave, and samples the same tokens with it as without."""
+requests join and leave, and samples the same tokens with it as without. Each attention test
+runs through torch's ops and through the compiled kernel (core.native_attention)."""
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def thresholds(monkeypatch, rows: int, tokens: int, saved: int) -> None:
     ([3, 3, 3], 4, 4),         # every row padded alike, one key head per query head
     ([0, 0], 2, 1),            # no padding
 ])
-def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, monkeypatch):
+def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, monkeypatch, attention_path):
     thresholds(monkeypatch, rows=2, tokens=1, saved=1)
     opening, width = 12, 30
     keys, values, mask = rows_with_opening(leads, opening, width, kv_heads)
@@ -54,7 +55,7 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
 
 
 @pytest.mark.parametrize("leads", [[0, 2, 1, 30, 31, 30], [30, 0, 31, 2]])
-def test_rows_read_in_two_buckets_get_their_attention_over_their_whole_row(leads, monkeypatch):
+def test_rows_read_in_two_buckets_get_their_attention_over_their_whole_row(leads, monkeypatch, attention_path):
     """Each bucket reads from the first column one of its rows needs; masked columns there (a
     later row's padding, zeros as the engine's are, and its copy of the opening) stay masked."""
     thresholds(monkeypatch, rows=2, tokens=1, saved=1)
@@ -101,7 +102,7 @@ def test_the_cut_is_the_cheapest_of_all_cuts():
 
 @pytest.mark.parametrize("buckets", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch):
+def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch, attention_path):
     """Scores and softmax in float32, the output rounded once: at least as close to float64
     attention over the same (rounded) inputs as SDPA's own half-precision kernel (scores rounded to
     bfloat16 before the softmax were ~4× further off), in one bucket of rows or two."""
@@ -126,7 +127,7 @@ def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch
     assert out.dtype == dtype and ours <= sdpa
 
 
-def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch):
+def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch, attention_path):
     """The boolean mask is the authority on every column: masked ones inside a row's own part
     (which the engine's layouts do not make) stay masked."""
     thresholds(monkeypatch, rows=2, tokens=1, saved=1)

@@ -1,0 +1,217 @@
+"""The compiled decode attention (core.native_attention): the attention of SDPA over each whole
+row, for every cache dtype, head dim and grouping it takes; padding and masked columns never
+read into a result; shapes it does not take handed back to torch's ops; built once per cache and
+CPU; a failed build leaves torch's ops; the decode loop samples the same tokens through it."""
+
+import logging
+import os
+import stat
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dpfusion_chains.core import native_attention, shared_prefix
+from dpfusion_chains.core.decode import DecodeRequest
+from dpfusion_chains.core.kvcache import additive_mask
+from dpfusion_chains.core.shared_prefix import SharedPrefix
+from dpfusion_chains.testing import tiny_model
+
+
+@pytest.fixture
+def kernel():
+    if not native_attention.available():
+        pytest.skip("the native decode attention kernel is unavailable here (needs Linux x86-64 with AVX-512F, "
+                    "a C compiler and torch on GNU OpenMP); the engine uses torch's ops, tested elsewhere")
+
+
+def step_inputs(leads, opening, width, heads, kv_heads, dim, dtype, seed=0):
+    """query, keys, values, first own columns and mask of a decode step whose rows hold one
+    opening from their lead; padding is NaN, so a read of it shows in the output."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = len(leads)
+    keys, values = torch.randn(rows, kv_heads, width, dim, generator=gen) * 2, torch.randn(rows, kv_heads, width, dim,
+                                                                                         generator=gen)
+    for r, lead in enumerate(leads):
+        keys[r, :, lead:lead + opening], values[r, :, lead:lead + opening] = keys[0, :, leads[0]:leads[0] + opening], \
+            values[0, :, leads[0]:leads[0] + opening]
+        keys[r, :, :lead], values[r, :, :lead] = float("nan"), float("nan")
+    mask = torch.arange(width)[None] >= torch.tensor(leads)[:, None]
+    first = torch.tensor(leads) + opening
+    query = (torch.randn(rows, heads, 1, dim, generator=gen) * 2).to(dtype)
+    return query, keys.to(dtype), values.to(dtype), first, mask
+
+
+def sdpa(query, keys, values, mask, scale):
+    group = query.shape[1] // keys.shape[1]
+    return F.scaled_dot_product_attention(query, keys.nan_to_num().repeat_interleave(group, dim=1),
+                                          values.nan_to_num().repeat_interleave(group, dim=1),
+                                          attn_mask=additive_mask(mask, query.dtype), scale=scale)
+
+
+@pytest.mark.parametrize("heads, kv_heads, dim", [(9, 3, 64), (4, 4, 16), (8, 1, 128), (6, 2, 32), (4, 2, 256)])
+@pytest.mark.parametrize("opening", [0, 1, 40])
+def test_float32_attention_is_sdpas_over_each_whole_row(kernel, heads, kv_heads, dim, opening):
+    leads, width = [0, 7, 0, 30, 3], 90
+    query, keys, values, first, mask = step_inputs(leads, opening, width, heads, kv_heads, dim, torch.float32)
+    out = native_attention.decode_attention(query, keys, values, dim ** -0.5, leads[0], opening, first, mask)
+    assert out is not None and out.shape == query.shape and out.dtype == torch.float32
+    assert torch.allclose(out, sdpa(query, keys, values, mask, dim ** -0.5), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_caches_are_attended_in_float32(kernel, dtype):
+    """At least as close to float64 attention over the same rounded inputs as SDPA's own
+    half-precision kernel, the output rounded once to the cache's dtype."""
+    leads, opening, width = [0, 5, 0, 9] * 4, 120, 330
+    query, keys, values, first, mask = step_inputs(leads, opening, width, 9, 3, 64, dtype)
+    out = native_attention.decode_attention(query, keys, values, 0.125, 0, opening, first, mask)
+    exact = sdpa(query.double(), keys.double(), values.double(), mask, 0.125)
+    assert out.dtype == dtype
+    assert (out.double() - exact).abs().max() <= (sdpa(query, keys, values, mask, 0.125).double() - exact).abs().max()
+
+
+def test_masked_columns_of_a_rows_own_part_are_never_attended(kernel):
+    query, keys, values, first, mask = step_inputs([0, 0, 4], 8, 40, 4, 2, 16, torch.float32)
+    mask[1, 10:20] = False
+    keys[1, :, 10:20] = 1e4                                           # would take all the weight if attended
+    values[1, :, 10:20] = float("nan")
+    out = native_attention.decode_attention(query, keys, values, 0.25, 0, 8, first, mask)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out, sdpa(query, keys.nan_to_num(), values.nan_to_num(), mask, 0.25), atol=2e-5)
+
+
+def test_a_cache_read_where_it_lies_with_room_after_it(kernel):
+    """Keys and values as the engine's cache hands them over: views of a larger buffer (columns
+    beyond the used width, rows and heads strided by the buffer's capacity)."""
+    query, keys, values, first, mask = step_inputs([0, 3, 0, 6], 20, 50, 6, 3, 64, torch.float32)
+    buffer_k, buffer_v = torch.full((4, 3, 80, 64), float("nan")), torch.full((4, 3, 80, 64), float("nan"))
+    buffer_k[:, :, :50], buffer_v[:, :, :50] = keys, values
+    out = native_attention.decode_attention(query, buffer_k[:, :, :50], buffer_v[:, :, :50], 0.125, 0, 20, first,
+                                            torch.cat([mask, torch.zeros(4, 5, dtype=torch.bool)], dim=1))
+    assert torch.allclose(out, sdpa(query, keys, values, mask, 0.125), atol=2e-5)
+
+
+def test_what_the_kernel_does_not_take_goes_back_to_torchs_ops(kernel):
+    query, keys, values, first, mask = step_inputs([0, 2], 4, 12, 4, 2, 16, torch.float32)
+
+    def answer(q=query, k=keys, v=values, start=0, length=4, f=first, m=mask):
+        return native_attention.decode_attention(q, k, v, 0.25, start, length, f, m)
+
+    assert answer() is not None
+    q24, k24, v24, f24, m24 = step_inputs([0, 2], 4, 12, 4, 2, 24, torch.float32)
+    assert answer(q24, k24, v24, f=f24, m=m24) is None                         # head dim not a multiple of 16
+    assert answer(q=query.expand(2, 4, 2, 16)) is None                         # not one decode step
+    assert answer(k=keys.double(), v=values.double()) is None                  # float64
+    assert answer(v=values.half()) is None                                     # keys and values differ
+    assert answer(q=query.half()) is None                                      # queries of another dtype
+    assert answer(m=mask.long()) is None                                       # an additive or integer mask
+    assert answer(f=first.int()) is None
+    assert answer(length=20) is None                                           # the opening beyond the columns
+    assert answer(f=torch.tensor([0, 13])) is None                             # a first column beyond them
+    assert answer(f=torch.tensor([-1, 2])) is None
+    assert answer(q=query.to("meta"), k=keys.to("meta"), v=values.to("meta")) is None
+    grad = query.clone().requires_grad_()
+    assert answer(q=grad) is None
+    with torch.no_grad():
+        assert answer(q=grad) is not None
+
+
+def test_it_is_switched_off_for_a_block_and_by_the_environment(kernel, monkeypatch):
+    with native_attention.disabled():
+        assert not native_attention.available()
+    assert native_attention.available()
+    monkeypatch.setenv(native_attention.ENVIRONMENT, "0")
+    assert not native_attention.available()
+
+
+def test_it_takes_models_whose_heads_it_computes(kernel):
+    from dpfusion_chains.core.models import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    assert native_attention.takes_model(tiny_model(tokenizer, hidden_size=64))        # 4 heads of 16
+    assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=32))    # 4 heads of 8
+    assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=64).double())
+    assert not native_attention.takes_model(torch.nn.Linear(2, 2))
+    with native_attention.disabled():
+        assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=64))
+
+
+def test_torchs_openmp_runtime_is_the_only_one_loaded(kernel):
+    """The kernel runs on torch's libgomp; a second runtime would put two pools of spinning
+    threads on the same cores."""
+    runtimes = native_attention._mapped_openmp_runtimes()
+    assert len(runtimes) == 1 and os.path.dirname(next(iter(runtimes))) == os.path.join(
+        os.path.dirname(torch.__file__), "lib")
+
+
+def test_the_kernel_is_built_once_per_cache_and_cpu(kernel, tmp_path, monkeypatch):
+    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path))
+    compiler = native_attention._compiler()
+    built = native_attention._built(compiler)
+    assert built.parent == tmp_path / "native" and built.is_file()
+    stamp = built.stat().st_mtime_ns
+    assert native_attention._built(compiler) == built and built.stat().st_mtime_ns == stamp
+    assert [p.name for p in built.parent.iterdir()] == [built.name]           # no partial file left
+
+
+def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
+    broken = tmp_path / "cc"
+    broken.write_text("#!/bin/sh\necho 'cc: no compiler here' >&2\nexit 1\n")
+    broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(broken))
+    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native_attention, "_tried", False)
+    monkeypatch.setattr(native_attention, "_library", None)
+    with caplog.at_level(logging.WARNING, logger=native_attention.__name__):
+        assert not native_attention.available()
+    if native_attention._torch_on_gnu_openmp() and os.uname().machine in ("x86_64", "AMD64"):
+        assert "no compiler here" in caplog.text
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    query, keys, values, _, mask = step_inputs([0, 3, 0], 10, 30, 4, 2, 16, torch.float32)
+    out = SharedPrefix.plan([0, 3, 0], 10, mask, torch.float32).attention(query, keys, values, 0.25)
+    assert torch.allclose(out, sdpa(query, keys, values, mask, 0.25), atol=1e-5)
+
+
+def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch, decode_with_joins, draws):
+    """A tiny model with 16-dim heads (the kernel's smallest): draws through the kernel and
+    through torch's ops, the opening read once either way, have the same distributions."""
+    from dpfusion_chains.core.engine import DPFusionEngine
+    from dpfusion_chains.core.models import default_tokenizer
+
+    if not native_attention.available():
+        pytest.skip("the native decode attention kernel is unavailable here; the decode loop runs on torch's ops")
+    tokenizer = default_tokenizer()
+    engine = DPFusionEngine(tiny_model(tokenizer, seed=3, hidden_size=64), tokenizer, device="cpu",
+                            detector="whole", model_name="tiny-random-llama-64")
+    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
+    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 8)
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 8)
+    opening = list(range(10, 50))
+    rows = {"a": [[1, *opening, 60, 61, 62], [1, *opening, 70, 71, 72, 73]], "b": [[1, *opening, 80], [1, *opening, 90]]}
+
+    placements = []
+
+    def run():
+        requests = {name: DecodeRequest(rows=r, bound=0.05, order=4.0, max_new_tokens=6,
+                                        generator=torch.Generator().manual_seed(seed))
+                    for seed, (name, r) in enumerate(rows.items())}
+        decode_with_joins(engine, requests, [(0, "a"), (2, "b")], watch=lambda b: placements.append(b.placement))
+        return {name: r.generated for name, r in requests.items()}
+
+    with native_attention.disabled(), draws.run("torch ops"):
+        by_torch = run()
+    assert any(p is not None for p in placements)          # torch's ops: rows placed by lead for the buckets
+    placements.clear()
+    answers = []
+    original = native_attention.decode_attention
+    monkeypatch.setattr(native_attention, "decode_attention",
+                        lambda *a, **k: answers.append(original(*a, **k)) or answers[-1])
+    with draws.run("kernel"):
+        by_kernel = run()
+    assert answers and all(a is not None for a in answers)
+    assert placements and all(p is None for p in placements)  # the kernel reads each row where it starts
+    assert by_kernel == by_torch
+    draws.assert_close("torch ops", "kernel")
