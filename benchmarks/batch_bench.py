@@ -18,6 +18,9 @@ forwards, and the rest, the decode steps):
                 layer is packed.
   batch per-row — the batch again with every row's copy of the requests' shared opening read in
                 every decode step (core.shared_prefix off), to show what reading it once gains. CPU only.
+  batch torch-attn — the batch again with that attention computed by torch's ops instead of the
+                compiled kernel (core.native_attention off), to show what the kernel gains. Only
+                where the kernel is available.
   seq apart, batch apart — sequential and batch again with sibling projections (query, key,
                 value; gate, up) one product each (core.fused_linear off), to show what one
                 joint product gains on each side. Only where they are fused. Those layers then
@@ -44,7 +47,7 @@ from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, opening_read_per_row, output_layer_packed_only, packed_body_layers,
                                      peak_memory_mb, request_prompts, save, timed)
-from dpfusion_chains.core import fused_linear, packing
+from dpfusion_chains.core import fused_linear, native_attention, packing
 from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ways = {"sequential": sequential, "batch": batched, "threads": threads}
     if engine.device.type == "cpu":  # where core.shared_prefix applies
         ways["batch per-row"] = within(opening_read_per_row, batched)
+    if engine.device.type == "cpu" and native_attention.available():
+        ways["batch torch-attn"] = within(native_attention.disabled, batched)
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "batch per-row" in best:
         print(f"reading the shared opening once: batch {best['batch per-row'][0] / best['batch'][0]:.2f}× faster "
               "than reading every row's copy")
+    if "batch torch-attn" in best:
+        print(f"decode attention as one compiled kernel: batch {best['batch torch-attn'][0] / best['batch'][0]:.2f}× "
+              "faster than as torch's ops")
     if "seq apart" in best:
         seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
         print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def table(best: dict[str, tuple[float, float, float]], floors: dict[str, Any], total: int) -> list[dict[str, Any]]:
     """Print each way's (seconds, prefill, leaving) beside its floor; the result rows."""
     seq, seq_prefill, _ = best["sequential"]
-    print(f"{'way':>12} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'leaving s':>10} "
+    print(f"{'way':>16} {'seconds':>8} {'tokens/s':>9} {'× sequential':>13} {'prefill s':>10} {'leaving s':>10} "
           f"{'decode s':>9} {'decode × seq.':>14} {'floor s':>8} {'÷ floor':>8}")
     rows = []
     for name, (elapsed, prefill, leaving) in best.items():
@@ -155,7 +163,7 @@ def table(best: dict[str, tuple[float, float, float]], floors: dict[str, Any], t
                "prefill_s": prefill, "leaving_s": leaving, "decode_s": decode,
                "decode_speedup": (seq - seq_prefill) / decode, **floors["ways"][name]}
         rows.append(row)
-        print(f"{name:>12} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
+        print(f"{name:>16} {elapsed:>8.2f} {row['tokens_per_s']:>9.1f} {row['speedup']:>12.2f}× {prefill:>10.2f} "
               f"{leaving:>10.2f} {decode:>9.2f} {row['decode_speedup']:>13.2f}× {row['floor_s']:>8.2f} "
               f"{elapsed / row['floor_s']:>7.2f}×")
     batch_floor, seq_floor = floors["ways"]["batch"]["floor_s"], floors["ways"]["sequential"]["floor_s"]
