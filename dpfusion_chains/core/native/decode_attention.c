@@ -72,86 +72,147 @@ static inline int64_t offset_of(const Step *s, const int64_t *strides, int row, 
     return row * strides[0] + head * strides[1] + (first + j - s->shared_length) * strides[2];
 }
 
+/* The first pass over a (row, head)'s columns asks for the keys PREFETCH_COLUMNS ahead and for
+ * this column's values (read in the second pass). */
+static inline void prefetch_ahead(const Step *s, int row, int head, int64_t j, int64_t first, int64_t n, int element,
+                                  int64_t bytes) {
+    if (j + PREFETCH_COLUMNS < n)
+        prefetch_column(s->keys, offset_of(s, s->key_strides, row, head, j + PREFETCH_COLUMNS, first), element, bytes);
+    prefetch_column(s->values, offset_of(s, s->value_strides, row, head, j, first), element, bytes);
+}
+
+/* 16 lanes whose sum is the dot product of a query head and a key (chunks × 16 elements). */
+static inline __attribute__((always_inline)) __m512 dot_parts(const __m512 *q, const __m512 *k, const int chunks) {
+    __m512 even = _mm512_mul_ps(q[0], k[0]), odd = _mm512_setzero_ps();
+    for (int c = 1; c < chunks; ++c) {
+        if (c & 1) odd = _mm512_fmadd_ps(q[c], k[c], odd);
+        else even = _mm512_fmadd_ps(q[c], k[c], even);
+    }
+    return _mm512_add_ps(even, odd);
+}
+
+/* The sums of the lanes of a, b, c and d, in that order (cheaper than four reductions). */
+static inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    const __m512 quarters = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                          _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 halves = _mm256_add_ps(_mm512_castps512_ps256(quarters),
+                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(quarters), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
+}
+
+/* Scores of query heads [g0, g0 + gn) of a (row, head) against its n columns (masked ones -inf).
+ * gn and chunks are constants where it is inlined, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void score(const Step *s, int row, int head, int g0, int64_t n,
+                                                        float *scores, const int gn, const int chunks) {
+    const int group = s->heads / s->kv_heads;
+    const int element = s->dtype == F32 ? 4 : 2;
+    const int64_t bytes = (int64_t)s->dim * element, first = s->first[row];
+    const uint8_t *mask = s->mask + row * s->mask_stride;
+    __m512 q[HEADS_AT_ONCE][MAX_CHUNKS];
+    const __m512 scale = _mm512_set1_ps(s->scale);
+    for (int g = 0; g < gn; ++g) {
+        const int64_t at = row * s->query_strides[0] + (int64_t)(head * group + g0 + g) * s->query_strides[1];
+        for (int c = 0; c < chunks; ++c) q[g][c] = _mm512_mul_ps(load16(s->queries, at + c * 16, s->dtype), scale);
+    }
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) { /* four columns at a time: their sums reduced together */
+        __m512 part[HEADS_AT_ONCE][4];
+        for (int col = 0; col < 4; ++col) {
+            if (g0 == 0) prefetch_ahead(s, row, head, j + col, first, n, element, bytes);
+            const int64_t at = offset_of(s, s->key_strides, row, head, j + col, first);
+            __m512 k[MAX_CHUNKS];
+            for (int c = 0; c < chunks; ++c) k[c] = load16(s->keys, at + c * 16, s->dtype);
+            for (int g = 0; g < gn; ++g) part[g][col] = dot_parts(q[g], k, chunks);
+        }
+        for (int g = 0; g < gn; ++g)
+            _mm_storeu_ps(scores + (g0 + g) * n + j, sum4(part[g][0], part[g][1], part[g][2], part[g][3]));
+        for (int col = 0; col < 4; ++col) /* masked own columns were read (in bounds) but weigh nothing */
+            if (j + col >= s->shared_length && !mask[first + j + col - s->shared_length])
+                for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j + col] = -INFINITY;
+    }
+    for (; j < n; ++j) {
+        if (g0 == 0) prefetch_ahead(s, row, head, j, first, n, element, bytes);
+        if (j >= s->shared_length && !mask[first + j - s->shared_length]) {
+            for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j] = -INFINITY;
+            continue;
+        }
+        const int64_t at = offset_of(s, s->key_strides, row, head, j, first);
+        __m512 k[MAX_CHUNKS];
+        for (int c = 0; c < chunks; ++c) k[c] = load16(s->keys, at + c * 16, s->dtype);
+        for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j] = _mm512_reduce_add_ps(dot_parts(q[g], k, chunks));
+    }
+}
+
+/* Each score row of n columns into its softmax's numerators (e^(score - max)); 1 / their sum. */
+static inline float softmax_numerators(float *row_scores, int64_t n) {
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, row_scores + j));
+    }
+    const __m512 most = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(lanes, exp_nonpositive(_mm512_sub_ps(
+            _mm512_maskz_loadu_ps(lanes, row_scores + j), most)));
+        _mm512_mask_storeu_ps(row_scores + j, lanes, e);
+        total = _mm512_add_ps(total, e);
+    }
+    const float sum = _mm512_reduce_add_ps(total);
+    return sum > 0.f ? 1.f / sum : 0.f;
+}
+
+/* Query heads [g0, g0 + gn) of a (row, head): their weights times the values, into out. */
+static inline __attribute__((always_inline)) void mix(const Step *s, int row, int head, int g0, int64_t n,
+                                                      const float *scores, const float *inverse, float *out_head,
+                                                      const int gn, const int chunks) {
+    const int64_t first = s->first[row];
+    const uint8_t *mask = s->mask + row * s->mask_stride;
+    __m512 acc[HEADS_AT_ONCE][MAX_CHUNKS];
+    for (int g = 0; g < gn; ++g)
+        for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+        if (j >= s->shared_length && !mask[first + j - s->shared_length]) continue;
+        const int64_t at = offset_of(s, s->value_strides, row, head, j, first);
+        __m512 v[MAX_CHUNKS];
+        for (int c = 0; c < chunks; ++c) v[c] = load16(s->values, at + c * 16, s->dtype);
+        for (int g = 0; g < gn; ++g) {
+            const __m512 weight = _mm512_set1_ps(scores[(g0 + g) * n + j]);
+            for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_fmadd_ps(weight, v[c], acc[g][c]);
+        }
+    }
+    for (int g = 0; g < gn; ++g) {
+        const __m512 scale = _mm512_set1_ps(inverse[g0 + g]);
+        for (int c = 0; c < chunks; ++c)
+            _mm512_storeu_ps(out_head + (g0 + g) * s->dim + c * 16, _mm512_mul_ps(acc[g][c], scale));
+    }
+}
+
+/* One (row, key/value head): its query heads scored, softmaxed and mixed, HEADS_AT_ONCE at a time. */
 static inline __attribute__((always_inline)) void attend(const Step *s, int row, int head, float *scores, float *out,
                                                          const int chunks) {
     const int group = s->heads / s->kv_heads;
-    const int element = s->dtype == F32 ? 4 : 2;
-    const int64_t bytes = (int64_t)s->dim * element;
-    const int64_t first = s->first[row], n = s->shared_length + (s->width - first);
-    const uint8_t *mask = s->mask + row * s->mask_stride;
+    const int64_t n = s->shared_length + (s->width - s->first[row]);
     float *out_head = out + ((int64_t)row * s->heads + (int64_t)head * group) * s->dim;
-    for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE) {
-        const int gn = group - g0 < HEADS_AT_ONCE ? group - g0 : HEADS_AT_ONCE;
-        __m512 q[HEADS_AT_ONCE][MAX_CHUNKS];
-        const __m512 scale = _mm512_set1_ps(s->scale);
-        for (int g = 0; g < gn; ++g) {
-            const int64_t at = row * s->query_strides[0] + (int64_t)(head * group + g0 + g) * s->query_strides[1];
-            for (int c = 0; c < chunks; ++c) q[g][c] = _mm512_mul_ps(load16(s->queries, at + c * 16, s->dtype), scale);
-        }
-        for (int64_t j = 0; j < n; ++j) {
-            if (g0 == 0) { /* the first pass over the columns asks for what comes next */
-                const int64_t ahead = j + PREFETCH_COLUMNS;
-                if (ahead < n) prefetch_column(s->keys, offset_of(s, s->key_strides, row, head, ahead, first), element, bytes);
-                prefetch_column(s->values, offset_of(s, s->value_strides, row, head, j, first), element, bytes);
-            }
-            if (j >= s->shared_length && !mask[first + j - s->shared_length]) {
-                for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j] = -INFINITY;
-                continue;
-            }
-            const int64_t at = offset_of(s, s->key_strides, row, head, j, first);
-            __m512 k[MAX_CHUNKS];
-            for (int c = 0; c < chunks; ++c) k[c] = load16(s->keys, at + c * 16, s->dtype);
-            for (int g = 0; g < gn; ++g) {
-                __m512 even = _mm512_mul_ps(q[g][0], k[0]), odd = _mm512_setzero_ps();
-                for (int c = 1; c < chunks; ++c) {
-                    if (c & 1) odd = _mm512_fmadd_ps(q[g][c], k[c], odd);
-                    else even = _mm512_fmadd_ps(q[g][c], k[c], even);
-                }
-                scores[(g0 + g) * n + j] = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
-            }
-        }
-    }
     float inverse[MAX_GROUP];
-    for (int g = 0; g < group; ++g) {
-        float *row_scores = scores + g * n;
-        __m512 top = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-            top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, row_scores + j));
+    for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE)
+        switch (group - g0) {
+            case 1: score(s, row, head, g0, n, scores, 1, chunks); break;
+            case 2: score(s, row, head, g0, n, scores, 2, chunks); break;
+            case 3: score(s, row, head, g0, n, scores, 3, chunks); break;
+            default: score(s, row, head, g0, n, scores, HEADS_AT_ONCE, chunks);
         }
-        const __m512 most = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-        __m512 total = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-            __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, row_scores + j), most));
-            e = _mm512_maskz_mov_ps(lanes, e);
-            _mm512_mask_storeu_ps(row_scores + j, lanes, e);
-            total = _mm512_add_ps(total, e);
+    for (int g = 0; g < group; ++g) inverse[g] = softmax_numerators(scores + g * n, n);
+    for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE)
+        switch (group - g0) {
+            case 1: mix(s, row, head, g0, n, scores, inverse, out_head, 1, chunks); break;
+            case 2: mix(s, row, head, g0, n, scores, inverse, out_head, 2, chunks); break;
+            case 3: mix(s, row, head, g0, n, scores, inverse, out_head, 3, chunks); break;
+            default: mix(s, row, head, g0, n, scores, inverse, out_head, HEADS_AT_ONCE, chunks);
         }
-        const float sum = _mm512_reduce_add_ps(total);
-        inverse[g] = sum > 0.f ? 1.f / sum : 0.f;
-    }
-    for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE) {
-        const int gn = group - g0 < HEADS_AT_ONCE ? group - g0 : HEADS_AT_ONCE;
-        __m512 acc[HEADS_AT_ONCE][MAX_CHUNKS];
-        for (int g = 0; g < gn; ++g)
-            for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; ++j) {
-            if (j >= s->shared_length && !mask[first + j - s->shared_length]) continue;
-            const int64_t at = offset_of(s, s->value_strides, row, head, j, first);
-            __m512 v[MAX_CHUNKS];
-            for (int c = 0; c < chunks; ++c) v[c] = load16(s->values, at + c * 16, s->dtype);
-            for (int g = 0; g < gn; ++g) {
-                const __m512 weight = _mm512_set1_ps(scores[(g0 + g) * n + j]);
-                for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_fmadd_ps(weight, v[c], acc[g][c]);
-            }
-        }
-        for (int g = 0; g < gn; ++g) {
-            const __m512 scale = _mm512_set1_ps(inverse[g0 + g]);
-            for (int c = 0; c < chunks; ++c)
-                _mm512_storeu_ps(out_head + (g0 + g) * s->dim + c * 16, _mm512_mul_ps(acc[g][c], scale));
-        }
-    }
 }
 
 static void attend_any(const Step *s, int row, int head, float *scores, float *out) {
