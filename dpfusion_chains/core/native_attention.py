@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,12 +178,14 @@ def _built(compiler: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    started = time.perf_counter()
     result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"], capture_output=True,
                             text=True, timeout=BUILD_SECONDS)
     if result.returncode:
         partial.unlink(missing_ok=True)
         raise RuntimeError(f"{compiler} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     os.replace(partial, target)  # atomic: a concurrent process sees no half-written file
+    logger.info("built the native decode attention kernel in %.1f s: %s", time.perf_counter() - started, target)
     return target
 
 
