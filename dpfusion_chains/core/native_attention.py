@@ -57,6 +57,7 @@ MAX_HEAD_DIM, MAX_GROUP = 256, 64  # the kernel's limits (native/decode_attentio
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _tried = False
+_reason: str | None = None  # why `_load` found no library
 _switched_off = False  # `disabled()`
 
 
@@ -122,38 +123,51 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     return out.view(rows, heads, 1, dim).to(query.dtype)
 
 
+def unavailable_reason() -> str | None:
+    """Why the kernel is not used here (None when `available()`), for logs and test reports."""
+    if _switched_off:
+        return "switched off for this block (native_attention.disabled)"
+    if os.environ.get(ENVIRONMENT, "1") == "0":
+        return f"switched off ({ENVIRONMENT}=0)"
+    return None if _load() is not None else _reason
+
+
+class _Unusable(Exception):
+    """This machine cannot build or run the kernel (said once, at info level)."""
+
+
 def _load() -> ctypes.CDLL | None:
-    global _library, _tried
+    global _library, _tried, _reason
     if _tried:
         return _library
     with _lock:
         if not _tried:
             try:
                 _library = _build_and_open()
+            except _Unusable as exc:
+                _library, _reason = None, str(exc)
+                logger.info("native decode attention: %s; using torch's ops", exc)
             except Exception as exc:  # any failure leaves torch's ops, which compute the same
+                _library, _reason = None, f"its build or load failed: {exc}"
                 logger.warning("native decode attention unavailable, using torch's ops: %s", exc)
-                _library = None
             _tried = True
     return _library
 
 
-def _build_and_open() -> ctypes.CDLL | None:
+def _build_and_open() -> ctypes.CDLL:
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
+        raise _Unusable(f"built only on Linux x86-64, not {sys.platform} {platform.machine()}")
     if not _torch_on_gnu_openmp():
-        logger.info("native decode attention: torch does not run on its bundled GNU OpenMP; using torch's ops")
-        return None
+        raise _Unusable("torch does not run on its bundled GNU OpenMP")
     compiler = _compiler()
     if not compiler:
-        logger.info("native decode attention: no C compiler found; using torch's ops")
-        return None
+        raise _Unusable("no C compiler found ($CC, cc, gcc)")
     target = _built(compiler)
     library = ctypes.CDLL(str(target))
     if not library.dpf_decode_attention_usable():
-        return None
+        raise _Unusable("this CPU has no AVX-512F")
     if len(_mapped_openmp_runtimes()) > 1:  # ours pulled in a runtime of its own: never call it
-        logger.warning("native decode attention: a second OpenMP runtime was loaded; using torch's ops")
-        return None
+        raise RuntimeError("a second OpenMP runtime was loaded with it")
     function = library.dpf_decode_attention
     pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
@@ -215,4 +229,4 @@ def _mapped_openmp_runtimes() -> set[str]:
 
 
 __all__ = ["DTYPES", "ENVIRONMENT", "MAX_GROUP", "MAX_HEAD_DIM", "available", "decode_attention", "disabled",
-           "takes_model"]
+           "takes_model", "unavailable_reason"]

@@ -43,8 +43,8 @@ def attention_path(request, monkeypatch):
             yield request.param
         return
     if not native_attention.available():
-        pytest.skip("the native decode attention kernel is unavailable here (needs Linux x86-64 with AVX-512F, "
-                    "a C compiler and torch on GNU OpenMP); its torch-ops twin of this test ran")
+        pytest.skip(f"no native decode attention kernel: {native_attention.unavailable_reason()}; "
+                    "its torch-ops twin of this test ran")
     answers = []
     original = native_attention.decode_attention
 

@@ -21,8 +21,8 @@ from dpfusion_chains.testing import tiny_model
 @pytest.fixture
 def kernel():
     if not native_attention.available():
-        pytest.skip("the native decode attention kernel is unavailable here (needs Linux x86-64 with AVX-512F, "
-                    "a C compiler and torch on GNU OpenMP); the engine uses torch's ops, tested elsewhere")
+        pytest.skip(f"no native decode attention kernel: {native_attention.unavailable_reason()}; "
+                    "the engine uses torch's ops, tested elsewhere")
 
 
 def step_inputs(leads, opening, width, heads, kv_heads, dim, dtype, seed=0):
@@ -120,9 +120,11 @@ def test_what_the_kernel_does_not_take_goes_back_to_torchs_ops(kernel):
 def test_it_is_switched_off_for_a_block_and_by_the_environment(kernel, monkeypatch):
     with native_attention.disabled():
         assert not native_attention.available()
-    assert native_attention.available()
+        assert "disabled" in native_attention.unavailable_reason()
+    assert native_attention.available() and native_attention.unavailable_reason() is None
     monkeypatch.setenv(native_attention.ENVIRONMENT, "0")
     assert not native_attention.available()
+    assert native_attention.unavailable_reason() == f"switched off ({native_attention.ENVIRONMENT}=0)"
 
 
 def test_it_takes_models_whose_heads_it_computes(kernel):
@@ -160,13 +162,15 @@ def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
     broken.write_text("#!/bin/sh\necho 'cc: no compiler here' >&2\nexit 1\n")
     broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("CC", str(broken))
+    monkeypatch.delenv(native_attention.ENVIRONMENT, raising=False)
     monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(native_attention, "_tried", False)
     monkeypatch.setattr(native_attention, "_library", None)
+    monkeypatch.setattr(native_attention, "_reason", None)
     with caplog.at_level(logging.WARNING, logger=native_attention.__name__):
         assert not native_attention.available()
     if native_attention._torch_on_gnu_openmp() and os.uname().machine in ("x86_64", "AMD64"):
-        assert "no compiler here" in caplog.text
+        assert "no compiler here" in caplog.text and "no compiler here" in native_attention.unavailable_reason()
     monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
     monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
@@ -182,7 +186,8 @@ def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch,
     from dpfusion_chains.core.models import default_tokenizer
 
     if not native_attention.available():
-        pytest.skip("the native decode attention kernel is unavailable here; the decode loop runs on torch's ops")
+        pytest.skip(f"no native decode attention kernel: {native_attention.unavailable_reason()}; "
+                    "the engine uses torch's ops, tested elsewhere")
     tokenizer = default_tokenizer()
     engine = DPFusionEngine(tiny_model(tokenizer, seed=3, hidden_size=64), tokenizer, device="cpu",
                             detector="whole", model_name="tiny-random-llama-64")
