@@ -9,18 +9,18 @@ and values (~60 µs at the machine's read bandwidth). `native/decode_attention.c
 same attention in one call: for each (row, key/value head), in parallel on torch's own OpenMP
 threads, the scores against the opening (row 0's copy) and the row's own attended columns, one
 softmax, the weighted values; float32 throughout, half-precision caches converted as read.
-In that step it takes 150–180 µs a layer (~100 µs called again and again on the same step's
-tensors, its caches warm), and the step 33.8–37.0 ms against 40.4–42.7 with torch's ops (the
-two alternating in one process, the same sampled text). The (row, head) tasks are handed out one
+In that step it takes 141–171 µs a layer (~67 µs called again on the same step's tensors, its
+caches warm), and the step 33.8–37.3 ms against 40.4–43.5 with torch's ops (medians of runs with
+the two alternating in one process, the same sampled text). The (row, head) tasks are handed out one
 at a time, as the rows' lengths differ: in a standalone run of those shapes with the long rows
 first, handing them out in two halves took 246 µs a layer against 198.
 
 It is compiled on first use with the C compiler (`$CC`, else `cc`/`gcc`) for this CPU
 (`-march=native`, OpenMP) into `models.cache_dir()/native/`, keyed by the source, the compiler's
 version and the CPU, and loaded with ctypes; a later process loads the file. It is used only on
-Linux x86-64 with AVX-512F, with torch on the GNU OpenMP runtime (its bundled libgomp, which the
-compiled file then shares: a second OpenMP runtime would put two pools of spinning threads on
-the same cores), for float32, bfloat16 and float16 caches with a head dim that is a multiple of
+Linux x86-64 with AVX-512F, with torch on the GNU OpenMP runtime (libgomp.so.1, torch's bundled
+one in its wheels, which the compiled file then shares: it is refused if loading it mapped
+another runtime, which would put a second pool of spinning threads on the same cores), for float32, bfloat16 and float16 caches with a head dim that is a multiple of
 16 (at most 256), without autograd and outside torch.compile. Anywhere else, or if the build
 fails (logged once), `decode_attention` answers None and the caller keeps torch's ops, which
 compute the same attention up to float rounding (the exponential here is a polynomial, ~1 ulp).
@@ -35,6 +35,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -158,16 +159,18 @@ def _build_and_open() -> ctypes.CDLL:
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         raise _Unusable(f"built only on Linux x86-64, not {sys.platform} {platform.machine()}")
     if not _torch_on_gnu_openmp():
-        raise _Unusable("torch does not run on its bundled GNU OpenMP")
+        raise _Unusable("torch does not run on the GNU OpenMP runtime (libgomp.so.1)")
     compiler = _compiler()
     if not compiler:
         raise _Unusable("no C compiler found ($CC, cc, gcc)")
     target = _built(compiler)
+    before = _mapped_openmp_runtimes()
     library = ctypes.CDLL(str(target))
+    added = _mapped_openmp_runtimes() - before
+    if added:  # ours pulled in a runtime of its own: never call it
+        raise RuntimeError(f"loading it mapped another OpenMP runtime ({', '.join(sorted(added))})")
     if not library.dpf_decode_attention_usable():
         raise _Unusable("this CPU has no AVX-512F")
-    if len(_mapped_openmp_runtimes()) > 1:  # ours pulled in a runtime of its own: never call it
-        raise RuntimeError("a second OpenMP runtime was loaded with it")
     function = library.dpf_decode_attention
     pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
@@ -176,16 +179,18 @@ def _build_and_open() -> ctypes.CDLL:
     return library
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def _compiler() -> list[str] | None:
+    """The C compiler's command: $CC (which may carry arguments), else cc or gcc."""
+    named = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    return shlex.split(named) if named else None
 
 
-def _built(compiler: str) -> Path:
+def _built(compiler: list[str]) -> Path:
     """The compiled kernel for this source, compiler and CPU, built once into the cache."""
     from dpfusion_chains.core.models import cache_dir
 
     source = SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu().encode()]))
     target = cache_dir() / "native" / f"decode_attention-{key.hexdigest()[:16]}.so"
     if target.is_file():
@@ -193,11 +198,11 @@ def _built(compiler: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     started = time.perf_counter()
-    result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"], capture_output=True,
+    result = subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"], capture_output=True,
                             text=True, timeout=BUILD_SECONDS)
     if result.returncode:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"{compiler} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{shlex.join(compiler)} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     os.replace(partial, target)  # atomic: a concurrent process sees no half-written file
     logger.info("built the native decode attention kernel in %.1f s: %s", time.perf_counter() - started, target)
     return target
@@ -214,7 +219,10 @@ def _cpu() -> str:
 
 
 def _torch_on_gnu_openmp() -> bool:
-    return torch.backends.openmp.is_available() and any("libgomp" in path for path in _mapped_openmp_runtimes())
+    """Whether torch runs on OpenMP and a libgomp.so.1 is mapped (the runtime the kernel's own
+    dependency on libgomp.so.1 then binds to)."""
+    return torch.backends.openmp.is_available() and any(
+        os.path.basename(path) == "libgomp.so.1" for path in _mapped_openmp_runtimes())
 
 
 def _mapped_openmp_runtimes() -> set[str]:

@@ -42,7 +42,7 @@ compiler), it computes this attention in one call per layer instead, each row re
 first column (no buckets: the decode loop then leaves its rows unsorted) and the opening from row
 0; `attention` falls back to the ops below for anything it does not take. The eight requests'
 decode step medians, torch's ops or the kernel alternating in one process (4 runs each, the same
-sampled text): 40.4–42.7 → 33.8–37.0 ms.
+sampled text): 40.4–43.5 → 33.8–37.3 ms.
 
 Half-precision caches are attended in float32 (the parts read upcast, the output rounded once),
 as SDPA's CPU kernels keep their scores: with scores and softmax in bfloat16, an output was off by

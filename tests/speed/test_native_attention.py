@@ -6,6 +6,8 @@ CPU; a failed build leaves torch's ops; the decode loop samples the same tokens 
 import logging
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -139,12 +141,17 @@ def test_it_takes_models_whose_heads_it_computes(kernel):
         assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=64))
 
 
-def test_torchs_openmp_runtime_is_the_only_one_loaded(kernel):
-    """The kernel runs on torch's libgomp; a second runtime would put two pools of spinning
-    threads on the same cores."""
-    runtimes = native_attention._mapped_openmp_runtimes()
-    assert len(runtimes) == 1 and os.path.dirname(next(iter(runtimes))) == os.path.join(
-        os.path.dirname(torch.__file__), "lib")
+def test_the_kernel_runs_on_torchs_openmp_runtime(kernel):
+    """Loading the kernel maps no OpenMP runtime of its own (a second one would put another pool
+    of spinning threads on the same cores): in a fresh process, the same runtimes before and after."""
+    script = ("from dpfusion_chains.core import native_attention as n\n"
+              "before = n._mapped_openmp_runtimes()\n"
+              "assert n.available(), n.unavailable_reason()\n"
+              "print(sorted(before), sorted(n._mapped_openmp_runtimes()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = done.stdout.strip().split("] [")
+    assert before + "]" == "[" + after and "libgomp.so.1" in before
 
 
 def test_the_kernel_is_built_once_per_cache_and_cpu(kernel, tmp_path, monkeypatch):
