@@ -11,11 +11,10 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
+from decode_attention_cases import rows_with_opening, sdpa_over_rows, thresholds
 
-from dpfusion_chains.core import native_attention, shared_prefix
+from dpfusion_chains.core import native_attention
 from dpfusion_chains.core.decode import DecodeRequest
-from dpfusion_chains.core.kvcache import additive_mask
 from dpfusion_chains.core.shared_prefix import SharedPrefix
 from dpfusion_chains.testing import tiny_model
 
@@ -29,26 +28,11 @@ def kernel():
 
 def step_inputs(leads, opening, width, heads, kv_heads, dim, dtype, seed=0):
     """query, keys, values, first own columns and mask of a decode step whose rows hold one
-    opening from their lead; padding is NaN, so a read of it shows in the output."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = len(leads)
-    keys, values = torch.randn(rows, kv_heads, width, dim, generator=gen) * 2, torch.randn(rows, kv_heads, width, dim,
-                                                                                         generator=gen)
-    for r, lead in enumerate(leads):
-        keys[r, :, lead:lead + opening], values[r, :, lead:lead + opening] = keys[0, :, leads[0]:leads[0] + opening], \
-            values[0, :, leads[0]:leads[0] + opening]
-        keys[r, :, :lead], values[r, :, :lead] = float("nan"), float("nan")
-    mask = torch.arange(width)[None] >= torch.tensor(leads)[:, None]
+    opening from their lead (padding NaN, so a read of it shows in the output)."""
+    keys, values, mask = rows_with_opening(leads, opening, width, kv_heads, dim, seed)
+    query = torch.randn(len(leads), heads, 1, dim) * 2
     first = torch.tensor(leads) + opening
-    query = (torch.randn(rows, heads, 1, dim, generator=gen) * 2).to(dtype)
-    return query, keys.to(dtype), values.to(dtype), first, mask
-
-
-def sdpa(query, keys, values, mask, scale):
-    group = query.shape[1] // keys.shape[1]
-    return F.scaled_dot_product_attention(query, keys.nan_to_num().repeat_interleave(group, dim=1),
-                                          values.nan_to_num().repeat_interleave(group, dim=1),
-                                          attn_mask=additive_mask(mask, query.dtype), scale=scale)
+    return query.to(dtype), (keys * 2).to(dtype), values.to(dtype), first, mask
 
 
 @pytest.mark.parametrize("heads, kv_heads, dim", [(9, 3, 64), (4, 4, 16), (8, 1, 128), (6, 2, 32), (4, 2, 256)])
@@ -58,7 +42,7 @@ def test_float32_attention_is_sdpas_over_each_whole_row(kernel, heads, kv_heads,
     query, keys, values, first, mask = step_inputs(leads, opening, width, heads, kv_heads, dim, torch.float32)
     out = native_attention.decode_attention(query, keys, values, dim ** -0.5, leads[0], opening, first, mask)
     assert out is not None and out.shape == query.shape and out.dtype == torch.float32
-    assert torch.allclose(out, sdpa(query, keys, values, mask, dim ** -0.5), atol=2e-5, rtol=1e-5)
+    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, dim ** -0.5), atol=2e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -68,9 +52,10 @@ def test_half_precision_caches_are_attended_in_float32(kernel, dtype):
     leads, opening, width = [0, 5, 0, 9] * 4, 120, 330
     query, keys, values, first, mask = step_inputs(leads, opening, width, 9, 3, 64, dtype)
     out = native_attention.decode_attention(query, keys, values, 0.125, 0, opening, first, mask)
-    exact = sdpa(query.double(), keys.double(), values.double(), mask, 0.125)
+    exact = sdpa_over_rows(query.double(), keys.double(), values.double(), mask, 0.125)
     assert out.dtype == dtype
-    assert (out.double() - exact).abs().max() <= (sdpa(query, keys, values, mask, 0.125).double() - exact).abs().max()
+    sdpa = (sdpa_over_rows(query, keys, values, mask, 0.125).double() - exact).abs().max()
+    assert (out.double() - exact).abs().max() <= sdpa
 
 
 def test_masked_columns_of_a_rows_own_part_are_never_attended(kernel):
@@ -80,7 +65,7 @@ def test_masked_columns_of_a_rows_own_part_are_never_attended(kernel):
     values[1, :, 10:20] = float("nan")
     out = native_attention.decode_attention(query, keys, values, 0.25, 0, 8, first, mask)
     assert torch.isfinite(out).all()
-    assert torch.allclose(out, sdpa(query, keys.nan_to_num(), values.nan_to_num(), mask, 0.25), atol=2e-5)
+    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.25), atol=2e-5)
 
 
 def test_a_cache_read_where_it_lies_with_room_after_it(kernel):
@@ -91,7 +76,7 @@ def test_a_cache_read_where_it_lies_with_room_after_it(kernel):
     buffer_k[:, :, :50], buffer_v[:, :, :50] = keys, values
     out = native_attention.decode_attention(query, buffer_k[:, :, :50], buffer_v[:, :, :50], 0.125, 0, 20, first,
                                             torch.cat([mask, torch.zeros(4, 5, dtype=torch.bool)], dim=1))
-    assert torch.allclose(out, sdpa(query, keys, values, mask, 0.125), atol=2e-5)
+    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.125), atol=2e-5)
 
 
 def test_what_the_kernel_does_not_take_goes_back_to_torchs_ops(kernel):
@@ -178,12 +163,10 @@ def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
         assert not native_attention.available()
     if native_attention._torch_on_gnu_openmp() and os.uname().machine in ("x86_64", "AMD64"):
         assert "no compiler here" in caplog.text and "no compiler here" in native_attention.unavailable_reason()
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 1)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 1)
+    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
     query, keys, values, _, mask = step_inputs([0, 3, 0], 10, 30, 4, 2, 16, torch.float32)
     out = SharedPrefix.plan([0, 3, 0], 10, mask, torch.float32).attention(query, keys, values, 0.25)
-    assert torch.allclose(out, sdpa(query, keys, values, mask, 0.25), atol=1e-5)
+    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.25), atol=1e-5)
 
 
 def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch, decode_with_joins, draws):
@@ -198,11 +181,10 @@ def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch,
     tokenizer = default_tokenizer()
     engine = DPFusionEngine(tiny_model(tokenizer, seed=3, hidden_size=64), tokenizer, device="cpu",
                             detector="whole", model_name="tiny-random-llama-64")
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", 2)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", 8)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 8)
+    thresholds(monkeypatch, rows=2, tokens=8, saved=8)
     opening = list(range(10, 50))
-    rows = {"a": [[1, *opening, 60, 61, 62], [1, *opening, 70, 71, 72, 73]], "b": [[1, *opening, 80], [1, *opening, 90]]}
+    rows = {"a": [[1, *opening, 60, 61, 62], [1, *opening, 70, 71, 72, 73]],
+            "b": [[1, *opening, 80], [1, *opening, 90]]}
 
     placements = []
 

@@ -6,32 +6,11 @@ runs through torch's ops and through the compiled kernel (core.native_attention)
 
 import pytest
 import torch
-import torch.nn.functional as F
+from decode_attention_cases import rows_with_opening, sdpa_over_rows, thresholds
 
 from dpfusion_chains.core import packing, shared_prefix
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
-from dpfusion_chains.core.kvcache import additive_mask
 from dpfusion_chains.core.shared_prefix import SharedPrefix, bucket_split
-
-
-def rows_with_opening(leads, opening, width, kv_heads=3, dim=16, seed=0):
-    """Keys and values [rows, kv_heads, width, dim] whose rows hold one opening from their lead."""
-    torch.manual_seed(seed)
-    rows = len(leads)
-    keys, values = torch.randn(rows, kv_heads, width, dim), torch.randn(rows, kv_heads, width, dim)
-    shared_keys, shared_values = torch.randn(kv_heads, opening, dim), torch.randn(kv_heads, opening, dim)
-    for r, lead in enumerate(leads):
-        keys[r, :, lead:lead + opening], values[r, :, lead:lead + opening] = shared_keys, shared_values
-        keys[r, :, :lead], values[r, :, :lead] = float("nan"), float("nan")  # padding is never read into a result
-    mask = torch.arange(width)[None] >= torch.tensor(leads)[:, None]
-    return keys, values, mask
-
-
-def thresholds(monkeypatch, rows: int, tokens: int, saved: int) -> None:
-    """shared_prefix's MIN_ROWS, MIN_TOKENS and MIN_SAVED for one test."""
-    monkeypatch.setattr(shared_prefix, "MIN_ROWS", rows)
-    monkeypatch.setattr(shared_prefix, "MIN_TOKENS", tokens)
-    monkeypatch.setattr(shared_prefix, "MIN_SAVED", saved)
 
 
 @pytest.mark.parametrize("leads, heads, kv_heads", [
@@ -47,10 +26,7 @@ def test_each_row_gets_its_attention_over_its_whole_row(leads, heads, kv_heads, 
     plan = SharedPrefix.plan(leads, opening, mask, torch.float32)
     assert plan is not None and [b.region for b in plan.buckets] == [min(leads) + opening]  # one bucket
     out = plan.attention(query, keys, values, scale=0.25)
-    group = heads // kv_heads
-    full = F.scaled_dot_product_attention(query, keys.nan_to_num().repeat_interleave(group, dim=1),
-                                          values.nan_to_num().repeat_interleave(group, dim=1),
-                                          attn_mask=additive_mask(mask, torch.float32), scale=0.25)
+    full = sdpa_over_rows(query, keys, values, mask, 0.25)
     assert out.shape == query.shape and torch.allclose(out, full, atol=1e-5)
 
 
@@ -68,8 +44,7 @@ def test_rows_read_in_two_buckets_get_their_attention_over_their_whole_row(leads
     split = bucket_split(leads, width - opening)
     assert [(b.first, b.end, b.region) for b in plan.buckets] == \
         [(0, split, min(leads[:split]) + opening), (split, len(leads), min(leads[split:]) + opening)]
-    full = F.scaled_dot_product_attention(query, keys.repeat_interleave(2, dim=1), values.repeat_interleave(2, dim=1),
-                                          attn_mask=additive_mask(mask, torch.float32), scale=0.25)
+    full = sdpa_over_rows(query, keys, values, mask, 0.25)
     assert torch.allclose(plan.attention(query, keys, values, scale=0.25), full, atol=1e-5)
 
 
@@ -117,13 +92,9 @@ def test_half_precision_rows_are_attended_in_float32(dtype, buckets, monkeypatch
     assert len(plan.buckets) == buckets
     out = plan.attention(query, keys, values, scale=0.125)
 
-    def full(q, k, v, mask_dtype):
-        return F.scaled_dot_product_attention(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1),
-                                              attn_mask=additive_mask(mask, mask_dtype), scale=0.125)
-
-    exact = full(query.double(), keys.double(), values.double(), torch.float64)
+    exact = sdpa_over_rows(query.double(), keys.double(), values.double(), mask, 0.125)
     ours = (out.double() - exact).abs().max().item()
-    sdpa = (full(query, keys, values, dtype).double() - exact).abs().max().item()
+    sdpa = (sdpa_over_rows(query, keys, values, mask, 0.125).double() - exact).abs().max().item()
     assert out.dtype == dtype and ours <= sdpa
 
 
@@ -136,9 +107,7 @@ def test_masked_columns_inside_a_rows_own_part_stay_masked(monkeypatch, attentio
     keys[1, :, 8:12] = 1e4                                   # would dominate if attended
     query = torch.randn(2, 2, 1, 16)
     out = SharedPrefix.plan([0, 0], 8, mask, torch.float32).attention(query, keys, values, scale=0.25)
-    full = F.scaled_dot_product_attention(query, keys, values, attn_mask=additive_mask(mask, torch.float32),
-                                          scale=0.25)
-    assert torch.allclose(out, full, atol=1e-5)
+    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.25), atol=1e-5)
 
 
 def test_it_is_planned_only_where_it_pays_and_on_a_cpu():
