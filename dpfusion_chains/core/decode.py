@@ -9,8 +9,9 @@ space with one weighted row sum per request, samples one token per request with 
 own generator and appends it to all of the request's rows. The only host synchronisation per
 step is reading the sampled tokens for the stop check. Finished requests leave the batch. On a
 CPU, an opening that enough rows share is read once per step rather than once per row
-(core.shared_prefix), and the cache holds its rows ordered by lead (core.row_placement), so that
-the columns after the opening are read in buckets of rows of similar length. With a
+(core.shared_prefix): by one compiled call per layer where core.native_attention takes the model,
+else by torch's ops, for which the cache holds its rows ordered by lead (core.row_placement), so
+that the columns after the opening are read in buckets of rows of similar length. With a
 CompiledForward (core.compiled), decode steps run as one compiled graph on a static copy of the
 cache, which is handed back before requests join or leave. On a CUDA GPU every forward runs
 without cuDNN's attention kernel (core.attention_kernels).
