@@ -13,17 +13,21 @@ In that step it takes 141–171 µs a layer (~67 µs called again on the same st
 caches warm), and the step 33.8–37.3 ms against 40.4–43.5 with torch's ops (medians of runs with
 the two alternating in one process, the same sampled text). The (row, head) tasks are handed out one
 at a time, as the rows' lengths differ: in a standalone run of those shapes with the long rows
-first, handing them out in two halves took 246 µs a layer against 198.
+first, handing them out in two halves took 246 µs a layer against 198. On a 2-core AMD Zen 3
+(AVX2, no AVX-512; GEMM ~140–170 GFLOP/s), its 8-lane build took the same step from 119–170 to
+101–118 ms (two such runs, 4 alternations each, the same text).
 
 It is compiled on first use with the C compiler (`$CC`, else `cc`/`gcc`) for this CPU
 (`-march=native`, OpenMP) into `models.cache_dir()/native/`, keyed by the source, the compiler's
 version and the CPU, and loaded with ctypes; a later process loads the file. It is used only on
-Linux x86-64 with AVX-512F, with torch on the GNU OpenMP runtime (libgomp.so.1, torch's bundled
-one in its wheels, which the compiled file then shares: it is refused if loading it mapped
-another runtime, which would put a second pool of spinning threads on the same cores), for float32, bfloat16 and float16 caches with a head dim that is a multiple of
-16 (at most 256), without autograd and outside torch.compile. Anywhere else, or if the build
-fails (logged once), `decode_attention` answers None and the caller keeps torch's ops, which
-compute the same attention up to float rounding (the exponential here is a polynomial, ~1 ulp).
+Linux x86-64 with AVX-512F (16 floats a vector) or AVX2 with FMA and F16C (8; the same source
+over the narrower vectors), with torch on the GNU OpenMP runtime (libgomp.so.1, torch's bundled
+one in its wheels, which the compiled file then shares: it is refused if loading it mapped another
+runtime, which would put a second pool of spinning threads on the same cores), for float32,
+bfloat16 and float16 caches with a head dim that is a multiple of its vector width (`lanes()`, at
+most 256), without autograd and outside torch.compile. Anywhere else, or if the build fails
+(logged once), `decode_attention` answers None and the caller keeps torch's ops, which compute the
+same attention up to float rounding (the exponential here is a polynomial, ~1 ulp).
 Set DPFUSION_NATIVE_ATTENTION=0 to keep torch's ops everywhere.
 """
 
@@ -59,6 +63,7 @@ _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _tried = False
 _reason: str | None = None  # why `_load` found no library
+_lanes = 0  # the loaded kernel's vector width in floats
 _switched_off = False  # `disabled()`
 
 
@@ -76,8 +81,15 @@ def takes_model(model: torch.nn.Module) -> bool:
         return False
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
-    return (dim % 16 == 0 and 16 <= dim <= MAX_HEAD_DIM and heads % kv_heads == 0
-            and heads // kv_heads <= MAX_GROUP and available())
+    width = lanes()
+    return (width > 0 and dim % width == 0 and width <= dim <= MAX_HEAD_DIM and heads % kv_heads == 0
+            and heads // kv_heads <= MAX_GROUP)
+
+
+def lanes() -> int:
+    """Floats per vector of the kernel built here (16 with AVX-512F, 8 with AVX2), which a head
+    dim must be a multiple of; 0 where the kernel is not available."""
+    return _lanes if available() else 0
 
 
 @contextlib.contextmanager
@@ -138,13 +150,14 @@ class _Unusable(Exception):
 
 
 def _load() -> ctypes.CDLL | None:
-    global _library, _tried, _reason
+    global _library, _tried, _reason, _lanes
     if _tried:
         return _library
     with _lock:
         if not _tried:
             try:
                 _library = _build_and_open()
+                _lanes = int(_library.dpf_decode_attention_lanes())
             except _Unusable as exc:
                 _library, _reason = None, str(exc)
                 logger.info("native decode attention: %s; using torch's ops", exc)
@@ -170,7 +183,7 @@ def _build_and_open() -> ctypes.CDLL:
     if added:  # ours pulled in a runtime of its own: never call it
         raise RuntimeError(f"loading it mapped another OpenMP runtime ({', '.join(sorted(added))})")
     if not library.dpf_decode_attention_usable():
-        raise _Unusable("this CPU has no AVX-512F")
+        raise _Unusable("this CPU has neither AVX-512F nor AVX2 with FMA and F16C")
     function = library.dpf_decode_attention
     pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
@@ -236,5 +249,5 @@ def _mapped_openmp_runtimes() -> set[str]:
             if "/" in line and any(name in line.rsplit("/", 1)[-1] for name in names)}
 
 
-__all__ = ["DTYPES", "ENVIRONMENT", "MAX_GROUP", "MAX_HEAD_DIM", "available", "decode_attention", "disabled",
+__all__ = ["DTYPES", "ENVIRONMENT", "MAX_GROUP", "MAX_HEAD_DIM", "available", "decode_attention", "disabled", "lanes",
            "takes_model", "unavailable_reason"]

@@ -31,6 +31,15 @@ def decode_with_joins():
     return run
 
 
+@pytest.fixture
+def torch_attention():
+    """Decode attention through torch's ops for the test (core.native_attention off)."""
+    from dpfusion_chains.core import native_attention
+
+    with native_attention.disabled():
+        yield
+
+
 @pytest.fixture(params=["torch ops", "native kernel"])
 def attention_path(request, monkeypatch):
     """Decode attention over a shared opening through torch's ops (core.native_attention off), or

@@ -238,7 +238,9 @@ def _prefilled(cache, reserve):
                      torch.zeros(n, 5), segments=[[(cache, r, 0, length)] for r in range(n)], reserve=reserve)
 
 
-def test_joining_a_running_batch_assembles_every_row_once_left_padded_with_room(engine):
+def test_joining_a_running_batch_assembles_every_row_once_left_padded_with_room(engine, torch_attention):
+    """With torch's ops computing the attention: their buckets read the opening from rows sorted
+    by lead (the compiled kernel reads each row where it lies: test_native_attention.py)."""
     parts = [_filled_cache(2, 5, 0, 0), _filled_cache(1, 8, 0, 1), _filled_cache(3, 2, 0, 2)]
     originals = [[(l.keys.clone(), l.values.clone()) for l in p.layers] for p in parts]
     batch = DecodeBatch(engine.model, engine.tokenizer, engine.device)

@@ -35,9 +35,12 @@ def step_inputs(leads, opening, width, heads, kv_heads, dim, dtype, seed=0):
     return query.to(dtype), (keys * 2).to(dtype), values.to(dtype), first, mask
 
 
-@pytest.mark.parametrize("heads, kv_heads, dim", [(9, 3, 64), (4, 4, 16), (8, 1, 128), (6, 2, 32), (4, 2, 256)])
+@pytest.mark.parametrize("heads, kv_heads, dim",
+                         [(9, 3, 64), (4, 4, 16), (8, 1, 128), (6, 2, 32), (4, 2, 256), (4, 4, 8), (6, 3, 24)])
 @pytest.mark.parametrize("opening", [0, 1, 40])
 def test_float32_attention_is_sdpas_over_each_whole_row(kernel, heads, kv_heads, dim, opening):
+    if dim % native_attention.lanes():
+        pytest.skip(f"head dim {dim} is no multiple of this kernel's {native_attention.lanes()} lanes")
     leads, width = [0, 7, 0, 30, 3], 90
     query, keys, values, first, mask = step_inputs(leads, opening, width, heads, kv_heads, dim, torch.float32)
     out = native_attention.decode_attention(query, keys, values, dim ** -0.5, leads[0], opening, first, mask)
@@ -86,8 +89,8 @@ def test_what_the_kernel_does_not_take_goes_back_to_torchs_ops(kernel):
         return native_attention.decode_attention(q, k, v, 0.25, start, length, f, m)
 
     assert answer() is not None
-    q24, k24, v24, f24, m24 = step_inputs([0, 2], 4, 12, 4, 2, 24, torch.float32)
-    assert answer(q24, k24, v24, f=f24, m=m24) is None                         # head dim not a multiple of 16
+    q20, k20, v20, f20, m20 = step_inputs([0, 2], 4, 12, 4, 2, 20, torch.float32)
+    assert answer(q20, k20, v20, f=f20, m=m20) is None                         # head dim not a multiple of 8 or 16
     assert answer(q=query.expand(2, 4, 2, 16)) is None                         # not one decode step
     assert answer(k=keys.double(), v=values.double()) is None                  # float64
     assert answer(v=values.half()) is None                                     # keys and values differ
@@ -105,8 +108,9 @@ def test_what_the_kernel_does_not_take_goes_back_to_torchs_ops(kernel):
 
 
 def test_it_is_switched_off_for_a_block_and_by_the_environment(kernel, monkeypatch):
+    assert native_attention.lanes() in (8, 16)
     with native_attention.disabled():
-        assert not native_attention.available()
+        assert not native_attention.available() and native_attention.lanes() == 0
         assert "disabled" in native_attention.unavailable_reason()
     assert native_attention.available() and native_attention.unavailable_reason() is None
     monkeypatch.setenv(native_attention.ENVIRONMENT, "0")
@@ -119,7 +123,9 @@ def test_it_takes_models_whose_heads_it_computes(kernel):
 
     tokenizer = default_tokenizer()
     assert native_attention.takes_model(tiny_model(tokenizer, hidden_size=64))        # 4 heads of 16
-    assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=32))    # 4 heads of 8
+    assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=40))    # 4 heads of 10
+    # 4 heads of 8: whole vectors for AVX2's kernel, half a vector for AVX-512's
+    assert native_attention.takes_model(tiny_model(tokenizer, hidden_size=32)) == (native_attention.lanes() == 8)
     assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=64).double())
     assert not native_attention.takes_model(torch.nn.Linear(2, 2))
     with native_attention.disabled():

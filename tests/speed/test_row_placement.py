@@ -41,9 +41,10 @@ def test_compaction_moves_only_rows_past_the_new_end_into_the_places_left():
     assert physical == [4, 5, 2, 3] and logical == [3, 2, 1, 0]
 
 
-def test_the_batch_places_rows_by_lead_through_joins_and_leaves(engine, draws, decode_with_joins):
+def test_the_batch_places_rows_by_lead_through_joins_and_leaves(engine, draws, decode_with_joins, torch_attention):
     """Alternating long and short views are placed in the cache by lead at every join, requests
-    leave it in any order, and every request's draws are the ones it makes alone."""
+    leave it in any order, and every request's draws are the ones it makes alone (with torch's
+    ops computing the attention: the compiled kernel needs no placement)."""
     specs = {"a": (LONG_SHORT, 1, 3), "b": (SHORT_LONG, 2, 6), "c": (EVEN, 3, 4)}
     for name, spec in specs.items():
         with draws.run("alone"):

@@ -7,45 +7,138 @@
  * half-precision caches converted as they are read. Nothing is allocated per column; a column's
  * keys and values are read once per four query heads.
  *
- * Needs AVX-512F (the file compiles to a stub that reports itself unusable without it) and a
- * head dim that is a multiple of 16, at most 256.
+ * Written once over a few vector primitives, defined for AVX-512F (16 lanes) or for AVX2 with
+ * FMA and F16C (8 lanes), whichever the compiler targets (-march=native); without either the
+ * file compiles to a stub that reports itself unusable. Takes a head dim that is a multiple of
+ * the lane count, at most 256.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
 #include <immintrin.h>
 
 enum { F32 = 0, BF16 = 1, F16 = 2 };
-#define MAX_CHUNKS 16 /* head dim / 16 */
-#define HEADS_AT_ONCE 4 /* query heads scored per pass over a key/value head's columns */
-#define MAX_GROUP 64  /* query heads per key/value head */
 
-static inline __m512 load16(const void *base, int64_t index, int dtype) {
+#ifdef __AVX512F__
+#define LANES 16
+typedef __m512 vec;
+#define v_zero _mm512_setzero_ps
+#define v_set1 _mm512_set1_ps
+#define v_add _mm512_add_ps
+#define v_sub _mm512_sub_ps
+#define v_mul _mm512_mul_ps
+#define v_max _mm512_max_ps
+#define v_fmadd _mm512_fmadd_ps
+#define v_loadf _mm512_loadu_ps
+#define v_storef _mm512_storeu_ps
+#define v_sum _mm512_reduce_add_ps
+#define v_largest _mm512_reduce_max_ps
+
+static inline vec load_lanes(const void *base, int64_t index, int dtype) {
     if (dtype == F32) return _mm512_loadu_ps((const float *)base + index);
     __m256i half = _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + index));
     if (dtype == BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
     return _mm512_cvtph_ps(half);
 }
 
+static inline vec round_nearest(vec x) {
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* p·2^n where the exponential's x >= -87 (kept), else 0 */
+static inline vec scale_kept(vec p, vec n, vec x) {
+    const __mmask16 kept = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GE_OQ);
+    return _mm512_maskz_mov_ps(kept, _mm512_scalef_ps(p, n));
+}
+
+/* The sums of the lanes of a, b, c and d, in that order (cheaper than four reductions). */
+static inline __m128 sum4(vec a, vec b, vec c, vec d) {
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    const __m512 quarters = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                          _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 halves = _mm256_add_ps(_mm512_castps512_ps256(quarters),
+                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(quarters), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
+}
+
+int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx512f"); }
+
+#else /* AVX2, FMA, F16C */
+#define LANES 8
+typedef __m256 vec;
+#define v_zero _mm256_setzero_ps
+#define v_set1 _mm256_set1_ps
+#define v_add _mm256_add_ps
+#define v_sub _mm256_sub_ps
+#define v_mul _mm256_mul_ps
+#define v_max _mm256_max_ps
+#define v_fmadd _mm256_fmadd_ps
+#define v_loadf _mm256_loadu_ps
+#define v_storef _mm256_storeu_ps
+
+static inline vec load_lanes(const void *base, int64_t index, int dtype) {
+    if (dtype == F32) return _mm256_loadu_ps((const float *)base + index);
+    __m128i half = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + index));
+    if (dtype == BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+    return _mm256_cvtph_ps(half);
+}
+
+static inline vec round_nearest(vec x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+
+/* p·2^n where the exponential's x >= -87 (kept), else 0; n is an integer in [-126, 0] there, so
+ * 2^n is built in the exponent field */
+static inline vec scale_kept(vec p, vec n, vec x) {
+    const __m256 kept = _mm256_cmp_ps(x, _mm256_set1_ps(-87.f), _CMP_GE_OQ);
+    const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_and_ps(kept, _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23))));
+}
+
+static inline float v_sum(vec x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+static inline float v_largest(vec x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+/* The sums of the lanes of a, b, c and d, in that order. */
+static inline __m128 sum4(vec a, vec b, vec c, vec d) {
+    const __m256 all = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(all), _mm256_extractf128_ps(all, 1));
+}
+
+int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+
+#define MAX_CHUNKS (256 / LANES) /* head dim / LANES */
+#define HEADS_AT_ONCE 4 /* query heads scored per pass over a key/value head's columns */
+#define MAX_GROUP 64  /* query heads per key/value head */
+
+int dpf_decode_attention_lanes(void) { return LANES; }
+
 /* e^x for x <= 0 (a softmax's scores less their max): Cephes' expf polynomial, ~1 ulp; 0 below
  * -87 (masked columns' -inf included), where e^x is under float32's smallest normal anyway */
-static inline __m512 exp_nonpositive(__m512 x) {
-    const __mmask16 kept = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.f), _CMP_GE_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.f)));
-    return _mm512_maskz_mov_ps(kept, _mm512_scalef_ps(p, n));
+static inline vec exp_nonpositive(vec x) {
+    const vec kept_x = x;
+    x = v_max(x, v_set1(-87.f));
+    vec n = round_nearest(v_mul(x, v_set1(1.44269504088896341f)));
+    vec f = v_fmadd(n, v_set1(-0.693359375f), x);
+    f = v_fmadd(n, v_set1(2.12194440e-4f), f);
+    vec p = v_set1(1.9875691500e-4f);
+    p = v_fmadd(p, f, v_set1(1.3981999507e-3f));
+    p = v_fmadd(p, f, v_set1(8.3334519073e-3f));
+    p = v_fmadd(p, f, v_set1(4.1665795894e-2f));
+    p = v_fmadd(p, f, v_set1(1.6666665459e-1f));
+    p = v_fmadd(p, f, v_set1(5.0000001201e-1f));
+    p = v_fmadd(p, v_mul(f, f), v_add(f, v_set1(1.f)));
+    return scale_kept(p, n, kept_x);
 }
 
 typedef struct {
@@ -83,147 +176,140 @@ static inline void prefetch_ahead(const Step *s, int row, int head, int64_t j, i
     prefetch_column(s->values, offset_of(s, s->value_strides, row, head, j, first), element, bytes);
 }
 
-/* 16 lanes whose sum is the dot product of a query head and a key (chunks × 16 elements). */
-static inline __attribute__((always_inline)) __m512 dot_parts(const __m512 *q, const __m512 *k, const int chunks) {
-    __m512 even = _mm512_mul_ps(q[0], k[0]), odd = _mm512_setzero_ps();
+/* LANES lanes whose sum is the dot product of a query head and a key (chunks × LANES elements). */
+static inline __attribute__((always_inline)) vec dot_parts(const vec *q, const vec *k, const int chunks) {
+    vec even = v_mul(q[0], k[0]), odd = v_zero();
     for (int c = 1; c < chunks; ++c) {
-        if (c & 1) odd = _mm512_fmadd_ps(q[c], k[c], odd);
-        else even = _mm512_fmadd_ps(q[c], k[c], even);
+        if (c & 1) odd = v_fmadd(q[c], k[c], odd);
+        else even = v_fmadd(q[c], k[c], even);
     }
-    return _mm512_add_ps(even, odd);
+    return v_add(even, odd);
 }
 
-/* The sums of the lanes of a, b, c and d, in that order (cheaper than four reductions). */
-static inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    const __m512 quarters = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                          _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m256 halves = _mm256_add_ps(_mm512_castps512_ps256(quarters),
-                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(quarters), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
-}
-
-/* Scores of query heads [g0, g0 + gn) of a (row, head) against its n columns (masked ones -inf).
- * gn and chunks are constants where it is inlined, so the accumulators stay in registers. */
+/* Scores of query heads [g0, g0 + gn) of a (row, head) against its n columns (masked ones -inf),
+ * each head's in `stride` floats, the columns from n to stride -inf too. gn and chunks are
+ * constants where it is inlined, so the accumulators stay in registers. */
 static inline __attribute__((always_inline)) void score(const Step *s, int row, int head, int g0, int64_t n,
-                                                        float *scores, const int gn, const int chunks) {
+                                                        int64_t stride, float *scores, const int gn, const int chunks) {
     const int group = s->heads / s->kv_heads;
     const int element = s->dtype == F32 ? 4 : 2;
     const int64_t bytes = (int64_t)s->dim * element, first = s->first[row];
     const uint8_t *mask = s->mask + row * s->mask_stride;
-    __m512 q[HEADS_AT_ONCE][MAX_CHUNKS];
-    const __m512 scale = _mm512_set1_ps(s->scale);
+    vec q[HEADS_AT_ONCE][MAX_CHUNKS];
+    const vec scale = v_set1(s->scale);
     for (int g = 0; g < gn; ++g) {
         const int64_t at = row * s->query_strides[0] + (int64_t)(head * group + g0 + g) * s->query_strides[1];
-        for (int c = 0; c < chunks; ++c) q[g][c] = _mm512_mul_ps(load16(s->queries, at + c * 16, s->dtype), scale);
+        for (int c = 0; c < chunks; ++c) q[g][c] = v_mul(load_lanes(s->queries, at + c * LANES, s->dtype), scale);
     }
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) { /* four columns at a time: their sums reduced together */
-        __m512 part[HEADS_AT_ONCE][4];
+        vec part[HEADS_AT_ONCE][4];
         for (int col = 0; col < 4; ++col) {
             if (g0 == 0) prefetch_ahead(s, row, head, j + col, first, n, element, bytes);
             const int64_t at = offset_of(s, s->key_strides, row, head, j + col, first);
-            __m512 k[MAX_CHUNKS];
-            for (int c = 0; c < chunks; ++c) k[c] = load16(s->keys, at + c * 16, s->dtype);
+            vec k[MAX_CHUNKS];
+            for (int c = 0; c < chunks; ++c) k[c] = load_lanes(s->keys, at + c * LANES, s->dtype);
             for (int g = 0; g < gn; ++g) part[g][col] = dot_parts(q[g], k, chunks);
         }
         for (int g = 0; g < gn; ++g)
-            _mm_storeu_ps(scores + (g0 + g) * n + j, sum4(part[g][0], part[g][1], part[g][2], part[g][3]));
+            _mm_storeu_ps(scores + (g0 + g) * stride + j, sum4(part[g][0], part[g][1], part[g][2], part[g][3]));
         for (int col = 0; col < 4; ++col) /* masked own columns were read (in bounds) but weigh nothing */
             if (j + col >= s->shared_length && !mask[first + j + col - s->shared_length])
-                for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j + col] = -INFINITY;
+                for (int g = 0; g < gn; ++g) scores[(g0 + g) * stride + j + col] = -INFINITY;
     }
     for (; j < n; ++j) {
         if (g0 == 0) prefetch_ahead(s, row, head, j, first, n, element, bytes);
         if (j >= s->shared_length && !mask[first + j - s->shared_length]) {
-            for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j] = -INFINITY;
+            for (int g = 0; g < gn; ++g) scores[(g0 + g) * stride + j] = -INFINITY;
             continue;
         }
         const int64_t at = offset_of(s, s->key_strides, row, head, j, first);
-        __m512 k[MAX_CHUNKS];
-        for (int c = 0; c < chunks; ++c) k[c] = load16(s->keys, at + c * 16, s->dtype);
-        for (int g = 0; g < gn; ++g) scores[(g0 + g) * n + j] = _mm512_reduce_add_ps(dot_parts(q[g], k, chunks));
+        vec k[MAX_CHUNKS];
+        for (int c = 0; c < chunks; ++c) k[c] = load_lanes(s->keys, at + c * LANES, s->dtype);
+        for (int g = 0; g < gn; ++g) scores[(g0 + g) * stride + j] = v_sum(dot_parts(q[g], k, chunks));
     }
+    for (int g = 0; g < gn; ++g)
+        for (int64_t pad = n; pad < stride; ++pad) scores[(g0 + g) * stride + pad] = -INFINITY;
 }
 
-/* Each score row of n columns into its softmax's numerators (e^(score - max)); 1 / their sum. */
-static inline float softmax_numerators(float *row_scores, int64_t n) {
-    __m512 top = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, row_scores + j));
+/* A score row (a multiple of LANES columns, its padding -inf) into its softmax's numerators
+ * (e^(score - max)); returns 1 / their sum. */
+static inline float softmax_numerators(float *row_scores, int64_t stride) {
+    vec top = v_set1(-INFINITY);
+    for (int64_t j = 0; j < stride; j += LANES) top = v_max(top, v_loadf(row_scores + j));
+    const vec most = v_set1(v_largest(top));
+    vec total = v_zero();
+    for (int64_t j = 0; j < stride; j += LANES) {
+        const vec e = exp_nonpositive(v_sub(v_loadf(row_scores + j), most));
+        v_storef(row_scores + j, e);
+        total = v_add(total, e);
     }
-    const __m512 most = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-    __m512 total = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 lanes = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        const __m512 e = _mm512_maskz_mov_ps(lanes, exp_nonpositive(_mm512_sub_ps(
-            _mm512_maskz_loadu_ps(lanes, row_scores + j), most)));
-        _mm512_mask_storeu_ps(row_scores + j, lanes, e);
-        total = _mm512_add_ps(total, e);
-    }
-    const float sum = _mm512_reduce_add_ps(total);
+    const float sum = v_sum(total);
     return sum > 0.f ? 1.f / sum : 0.f;
 }
 
 /* Query heads [g0, g0 + gn) of a (row, head): their weights times the values, into out. */
 static inline __attribute__((always_inline)) void mix(const Step *s, int row, int head, int g0, int64_t n,
-                                                      const float *scores, const float *inverse, float *out_head,
-                                                      const int gn, const int chunks) {
+                                                      int64_t stride, const float *scores, const float *inverse,
+                                                      float *out_head, const int gn, const int chunks) {
     const int64_t first = s->first[row];
     const uint8_t *mask = s->mask + row * s->mask_stride;
-    __m512 acc[HEADS_AT_ONCE][MAX_CHUNKS];
+    vec acc[HEADS_AT_ONCE][MAX_CHUNKS];
     for (int g = 0; g < gn; ++g)
-        for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_setzero_ps();
+        for (int c = 0; c < chunks; ++c) acc[g][c] = v_zero();
     for (int64_t j = 0; j < n; ++j) {
         if (j >= s->shared_length && !mask[first + j - s->shared_length]) continue;
         const int64_t at = offset_of(s, s->value_strides, row, head, j, first);
-        __m512 v[MAX_CHUNKS];
-        for (int c = 0; c < chunks; ++c) v[c] = load16(s->values, at + c * 16, s->dtype);
+        vec v[MAX_CHUNKS];
+        for (int c = 0; c < chunks; ++c) v[c] = load_lanes(s->values, at + c * LANES, s->dtype);
         for (int g = 0; g < gn; ++g) {
-            const __m512 weight = _mm512_set1_ps(scores[(g0 + g) * n + j]);
-            for (int c = 0; c < chunks; ++c) acc[g][c] = _mm512_fmadd_ps(weight, v[c], acc[g][c]);
+            const vec weight = v_set1(scores[(g0 + g) * stride + j]);
+            for (int c = 0; c < chunks; ++c) acc[g][c] = v_fmadd(weight, v[c], acc[g][c]);
         }
     }
     for (int g = 0; g < gn; ++g) {
-        const __m512 scale = _mm512_set1_ps(inverse[g0 + g]);
-        for (int c = 0; c < chunks; ++c)
-            _mm512_storeu_ps(out_head + (g0 + g) * s->dim + c * 16, _mm512_mul_ps(acc[g][c], scale));
+        const vec scale = v_set1(inverse[g0 + g]);
+        for (int c = 0; c < chunks; ++c) v_storef(out_head + (g0 + g) * s->dim + c * LANES, v_mul(acc[g][c], scale));
     }
 }
+
+/* Columns of one score row: n rounded up to whole vectors. */
+static inline int64_t padded(int64_t n) { return (n + LANES - 1) / LANES * LANES; }
 
 /* One (row, key/value head): its query heads scored, softmaxed and mixed, HEADS_AT_ONCE at a time. */
 static inline __attribute__((always_inline)) void attend(const Step *s, int row, int head, float *scores, float *out,
                                                          const int chunks) {
     const int group = s->heads / s->kv_heads;
-    const int64_t n = s->shared_length + (s->width - s->first[row]);
+    const int64_t n = s->shared_length + (s->width - s->first[row]), stride = padded(n);
     float *out_head = out + ((int64_t)row * s->heads + (int64_t)head * group) * s->dim;
     float inverse[MAX_GROUP];
     for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE)
         switch (group - g0) {
-            case 1: score(s, row, head, g0, n, scores, 1, chunks); break;
-            case 2: score(s, row, head, g0, n, scores, 2, chunks); break;
-            case 3: score(s, row, head, g0, n, scores, 3, chunks); break;
-            default: score(s, row, head, g0, n, scores, HEADS_AT_ONCE, chunks);
+            case 1: score(s, row, head, g0, n, stride, scores, 1, chunks); break;
+            case 2: score(s, row, head, g0, n, stride, scores, 2, chunks); break;
+            case 3: score(s, row, head, g0, n, stride, scores, 3, chunks); break;
+            default: score(s, row, head, g0, n, stride, scores, HEADS_AT_ONCE, chunks);
         }
-    for (int g = 0; g < group; ++g) inverse[g] = softmax_numerators(scores + g * n, n);
+    for (int g = 0; g < group; ++g) inverse[g] = softmax_numerators(scores + g * stride, stride);
     for (int g0 = 0; g0 < group; g0 += HEADS_AT_ONCE)
         switch (group - g0) {
-            case 1: mix(s, row, head, g0, n, scores, inverse, out_head, 1, chunks); break;
-            case 2: mix(s, row, head, g0, n, scores, inverse, out_head, 2, chunks); break;
-            case 3: mix(s, row, head, g0, n, scores, inverse, out_head, 3, chunks); break;
-            default: mix(s, row, head, g0, n, scores, inverse, out_head, HEADS_AT_ONCE, chunks);
+            case 1: mix(s, row, head, g0, n, stride, scores, inverse, out_head, 1, chunks); break;
+            case 2: mix(s, row, head, g0, n, stride, scores, inverse, out_head, 2, chunks); break;
+            case 3: mix(s, row, head, g0, n, stride, scores, inverse, out_head, 3, chunks); break;
+            default: mix(s, row, head, g0, n, stride, scores, inverse, out_head, HEADS_AT_ONCE, chunks);
         }
 }
 
 static void attend_any(const Step *s, int row, int head, float *scores, float *out) {
-    attend(s, row, head, scores, out, s->dim / 16);
+    if (s->dim < LANES) __builtin_unreachable(); /* checked on entry; tells the compiler k[0] is loaded */
+    attend(s, row, head, scores, out, s->dim / LANES);
 }
-static void attend_64(const Step *s, int row, int head, float *scores, float *out) { attend(s, row, head, scores, out, 4); }
-static void attend_128(const Step *s, int row, int head, float *scores, float *out) { attend(s, row, head, scores, out, 8); }
-
-int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx512f"); }
+static void attend_64(const Step *s, int row, int head, float *scores, float *out) {
+    attend(s, row, head, scores, out, 64 / LANES);
+}
+static void attend_128(const Step *s, int row, int head, float *scores, float *out) {
+    attend(s, row, head, scores, out, 128 / LANES);
+}
 
 /* Queries, keys and values of one dtype, strides in elements (the last dim's is 1); out: [rows,
  * heads, dim] float32. Returns 0, or 1 when the arguments are outside what this kernel computes
@@ -235,8 +321,8 @@ int dpf_decode_attention(const void *queries, const void *keys, const void *valu
                          int rows, int heads, int kv_heads, int dim,
                          int64_t shared_start, int64_t shared_length, const int64_t *first, int64_t width,
                          const uint8_t *mask, int64_t mask_stride, float *out) {
-    if (dtype < F32 || dtype > F16 || dim % 16 || dim / 16 > MAX_CHUNKS || kv_heads < 1 || heads % kv_heads
-        || heads / kv_heads > MAX_GROUP || shared_length < 0)
+    if (dtype < F32 || dtype > F16 || dim % LANES || dim < LANES || dim / LANES > MAX_CHUNKS || kv_heads < 1
+        || heads % kv_heads || heads / kv_heads > MAX_GROUP || shared_length < 0)
         return 1;
     Step s = {queries, {query_row_stride, query_head_stride}, scale, keys, values,
               {key_row_stride, key_head_stride, key_column_stride},
@@ -248,7 +334,7 @@ int dpf_decode_attention(const void *queries, const void *keys, const void *valu
     for (int r = 0; r < rows; ++r)
         if (first[r] < 0 || first[r] > width) return 1;
         else if (width - first[r] > longest) longest = width - first[r];
-    const int64_t buffer = (int64_t)(heads / kv_heads) * (shared_length + longest);
+    const int64_t buffer = (int64_t)(heads / kv_heads) * padded(shared_length + longest);
     int failed = 0;
 #pragma omp parallel
     {
@@ -265,7 +351,8 @@ int dpf_decode_attention(const void *queries, const void *keys, const void *valu
     return failed;
 }
 
-#else /* no AVX-512 at build time: the loader sees an unusable kernel and keeps torch's ops */
+#else /* neither AVX-512F nor AVX2 with FMA and F16C at build time: the loader keeps torch's ops */
 int dpf_decode_attention_usable(void) { return 0; }
+int dpf_decode_attention_lanes(void) { return 0; }
 int dpf_decode_attention(void) { return 1; }
 #endif
