@@ -37,8 +37,8 @@ requests' decode step medians, one bucket or two alternating in one process (6 r
 same sampled text): 42.3 → 40.1 ms. A second bucket's extra ops cost about what reading ~512–768
 positions does (16 rows, a 223-token opening; one layer, cold caches).
 
-Where core.native_attention's compiled kernel is available (Linux x86-64 with AVX-512F, a C
-compiler), it computes this attention in one call per layer instead, each row read from its own
+Where core.native_attention's compiled kernel is available (Linux x86-64 with AVX-512F or AVX2,
+a C compiler), it computes this attention in one call per layer instead, each row read from its own
 first column (no buckets: the decode loop then leaves its rows unsorted) and the opening from row
 0; `attention` falls back to the ops below for anything it does not take. The eight requests'
 decode step medians, torch's ops or the kernel alternating in one process (4 runs each, the same
