@@ -24,15 +24,7 @@ enum { F32 = 0, BF16 = 1, F16 = 2 };
 #ifdef __AVX512F__
 #define LANES 16
 typedef __m512 vec;
-#define v_zero _mm512_setzero_ps
-#define v_set1 _mm512_set1_ps
-#define v_add _mm512_add_ps
-#define v_sub _mm512_sub_ps
-#define v_mul _mm512_mul_ps
-#define v_max _mm512_max_ps
-#define v_fmadd _mm512_fmadd_ps
-#define v_loadf _mm512_loadu_ps
-#define v_storef _mm512_storeu_ps
+#define SIMD(name) _mm512_##name
 #define v_sum _mm512_reduce_add_ps
 #define v_largest _mm512_reduce_max_ps
 
@@ -69,15 +61,7 @@ int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx512f")
 #else /* AVX2, FMA, F16C */
 #define LANES 8
 typedef __m256 vec;
-#define v_zero _mm256_setzero_ps
-#define v_set1 _mm256_set1_ps
-#define v_add _mm256_add_ps
-#define v_sub _mm256_sub_ps
-#define v_mul _mm256_mul_ps
-#define v_max _mm256_max_ps
-#define v_fmadd _mm256_fmadd_ps
-#define v_loadf _mm256_loadu_ps
-#define v_storef _mm256_storeu_ps
+#define SIMD(name) _mm256_##name
 
 static inline vec load_lanes(const void *base, int64_t index, int dtype) {
     if (dtype == F32) return _mm256_loadu_ps((const float *)base + index);
@@ -116,6 +100,17 @@ static inline __m128 sum4(vec a, vec b, vec c, vec d) {
 
 int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
+
+/* The float vector operations, alike for both widths */
+#define v_zero SIMD(setzero_ps)
+#define v_set1 SIMD(set1_ps)
+#define v_add SIMD(add_ps)
+#define v_sub SIMD(sub_ps)
+#define v_mul SIMD(mul_ps)
+#define v_max SIMD(max_ps)
+#define v_fmadd SIMD(fmadd_ps)
+#define v_loadf SIMD(loadu_ps)
+#define v_storef SIMD(storeu_ps)
 
 #define MAX_CHUNKS (256 / LANES) /* head dim / LANES */
 #define HEADS_AT_ONCE 4 /* query heads scored per pass over a key/value head's columns */
