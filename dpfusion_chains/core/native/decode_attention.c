@@ -113,7 +113,7 @@ int dpf_decode_attention_usable(void) { return __builtin_cpu_supports("avx2") &&
 #define v_storef SIMD(storeu_ps)
 
 #define MAX_CHUNKS (256 / LANES) /* head dim / LANES */
-#define HEADS_AT_ONCE 4 /* query heads scored per pass over a key/value head's columns */
+#define HEADS_AT_ONCE 4 /* query heads scored per pass over a key/value head's columns (attend's switches take 1-4) */
 #define MAX_GROUP 64  /* query heads per key/value head */
 
 int dpf_decode_attention_lanes(void) { return LANES; }
