@@ -1,14 +1,14 @@
 """What the decode-attention tests (tests/speed/test_shared_prefix.py, test_native_attention.py)
 share: rows holding one opening from their lead (`rows_with_opening`), SDPA over each whole row
-as the reference (`sdpa_over_rows`), and shared_prefix's thresholds for one test
-(`thresholds`). Importable through pytest's `pythonpath` setting (pyproject.toml)."""
+as the reference (`sdpa_over_rows`), shared_prefix's thresholds for one test (`thresholds`) and
+a record of whether the compiled kernel answered each call (`kernel_answers`). Importable through pytest's `pythonpath` setting (pyproject.toml)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from dpfusion_chains.core import shared_prefix
+from dpfusion_chains.core import native_attention, shared_prefix
 from dpfusion_chains.core.kvcache import additive_mask
 
 
@@ -40,3 +40,18 @@ def thresholds(monkeypatch, rows: int, tokens: int, saved: int) -> None:
     monkeypatch.setattr(shared_prefix, "MIN_ROWS", rows)
     monkeypatch.setattr(shared_prefix, "MIN_TOKENS", tokens)
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", saved)
+
+
+def kernel_answers(monkeypatch) -> list[bool]:
+    """For one test, whether native_attention.decode_attention answered each call (False: it
+    declined, and torch's ops computed it), in order."""
+    answers: list[bool] = []
+    original = native_attention.decode_attention
+
+    def recorded(*args, **kwargs):
+        out = original(*args, **kwargs)
+        answers.append(out is not None)
+        return out
+
+    monkeypatch.setattr(native_attention, "decode_attention", recorded)
+    return answers

@@ -45,6 +45,8 @@ def attention_path(request, monkeypatch):
     """Decode attention over a shared opening through torch's ops (core.native_attention off), or
     through the compiled kernel, which must then answer every call (skipped, with the reason,
     where this machine cannot build or run it)."""
+    from decode_attention_cases import kernel_answers
+
     from dpfusion_chains.core import native_attention
 
     if request.param == "torch ops":
@@ -54,14 +56,6 @@ def attention_path(request, monkeypatch):
     if not native_attention.available():
         pytest.skip(f"no native decode attention kernel: {native_attention.unavailable_reason()}; "
                     "its torch-ops twin of this test ran")
-    answers = []
-    original = native_attention.decode_attention
-
-    def counted(*args, **kwargs):
-        out = original(*args, **kwargs)
-        answers.append(out is not None)
-        return out
-
-    monkeypatch.setattr(native_attention, "decode_attention", counted)
+    answers = kernel_answers(monkeypatch)
     yield request.param
     assert answers and all(answers), "the kernel declined a call it should have computed"

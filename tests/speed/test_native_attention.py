@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from decode_attention_cases import rows_with_opening, sdpa_over_rows, thresholds
+from decode_attention_cases import kernel_answers, rows_with_opening, sdpa_over_rows, thresholds
 
 from dpfusion_chains.core import native_attention
 from dpfusion_chains.core.decode import DecodeRequest
@@ -175,15 +175,12 @@ def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
     assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.25), atol=1e-5)
 
 
-def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch, decode_with_joins, draws):
-    """A tiny model with 16-dim heads (the kernel's smallest): draws through the kernel and
+def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(kernel, monkeypatch, decode_with_joins, draws):
+    """A tiny model with 16-dim heads (which both builds take): draws through the kernel and
     through torch's ops, the opening read once either way, have the same distributions."""
     from dpfusion_chains.core.engine import DPFusionEngine
     from dpfusion_chains.core.models import default_tokenizer
 
-    if not native_attention.available():
-        pytest.skip(f"no native decode attention kernel: {native_attention.unavailable_reason()}; "
-                    "the engine uses torch's ops, tested elsewhere")
     tokenizer = default_tokenizer()
     engine = DPFusionEngine(tiny_model(tokenizer, seed=3, hidden_size=64), tokenizer, device="cpu",
                             detector="whole", model_name="tiny-random-llama-64")
@@ -205,13 +202,10 @@ def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(monkeypatch,
         by_torch = run()
     assert any(p is not None for p in placements)          # torch's ops: rows placed by lead for the buckets
     placements.clear()
-    answers = []
-    original = native_attention.decode_attention
-    monkeypatch.setattr(native_attention, "decode_attention",
-                        lambda *a, **k: answers.append(original(*a, **k)) or answers[-1])
+    answers = kernel_answers(monkeypatch)
     with draws.run("kernel"):
         by_kernel = run()
-    assert answers and all(a is not None for a in answers)
+    assert answers and all(answers)
     assert placements and all(p is None for p in placements)  # the kernel reads each row where it starts
     assert by_kernel == by_torch
     draws.assert_close("torch ops", "kernel")
