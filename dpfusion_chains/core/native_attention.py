@@ -19,7 +19,8 @@ first, handing them out in two halves took 246 µs a layer against 198. On a 2-c
 
 It is compiled on first use with the C compiler (`$CC`, else `cc`/`gcc`) for this CPU
 (`-march=native`, OpenMP) into `models.cache_dir()/native/`, keyed by the source, the compiler's
-version and the CPU, and loaded with ctypes; a later process loads the file. It is used only on
+version and the CPU, and loaded with ctypes; a later process loads the file. Building a new one
+deletes the others left unused for UNUSED_DAYS (each upgrade would leave one more). It is used only on
 Linux x86-64 with AVX-512F (16 floats a vector) or AVX2 with FMA and F16C (8; the same source
 over the narrower vectors), with torch on the GNU OpenMP runtime (libgomp.so.1, torch's bundled
 one in its wheels, which the compiled file then shares: it is refused if loading it mapped another
@@ -57,6 +58,7 @@ ENVIRONMENT = "DPFUSION_NATIVE_ATTENTION"  # "0": torch's ops everywhere
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}  # the kernel's dtype codes
 BUILD_SECONDS = 120
+UNUSED_DAYS = 30  # another build not loaded for this long is deleted when a new one is built
 MAX_HEAD_DIM, MAX_GROUP = 256, 64  # the kernel's limits (native/decode_attention.c)
 
 _lock = threading.Lock()
@@ -207,6 +209,7 @@ def _built(compiler: list[str]) -> Path:
     key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu().encode()]))
     target = cache_dir() / "native" / f"decode_attention-{key.hexdigest()[:16]}.so"
     if target.is_file():
+        _mark_used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -218,7 +221,32 @@ def _built(compiler: list[str]) -> Path:
         raise RuntimeError(f"{shlex.join(compiler)} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     os.replace(partial, target)  # atomic: a concurrent process sees no half-written file
     logger.info("built the native decode attention kernel in %.1f s: %s", time.perf_counter() - started, target)
+    _prune_unused(target)
     return target
+
+
+def _mark_used(built: Path) -> None:
+    """Date a loaded build's file to today, so that pruning keeps builds still in use (a cache
+    shared by machines with different CPUs holds one per CPU). At most once a day per file."""
+    try:
+        if time.time() - built.stat().st_mtime > 86400:
+            os.utime(built)
+    except OSError:  # a read-only cache: nothing is pruned from it either
+        pass
+
+
+def _prune_unused(kept: Path) -> None:
+    """Delete the builds of earlier sources, compilers or CPUs left unused for UNUSED_DAYS, and
+    partial files of builds killed midway: each library upgrade would otherwise leave one more.
+    A process that has one loaded keeps its mapping (Linux frees the file on its last close)."""
+    now = time.time()
+    for path in kept.parent.glob("*decode_attention-*"):
+        with contextlib.suppress(OSError):  # another process may be pruning or building too
+            age = now - path.stat().st_mtime
+            if (path.suffix == ".tmp" and age > 2 * BUILD_SECONDS) or (
+                    path.suffix == ".so" and path != kept and age > UNUSED_DAYS * 86400):
+                path.unlink()
+                logger.info("deleted an unused native kernel file: %s", path.name)
 
 
 def _cpu() -> str:

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -153,6 +154,28 @@ def test_the_kernel_is_built_once_per_cache_and_cpu(kernel, tmp_path, monkeypatc
     stamp = built.stat().st_mtime_ns
     assert native_attention._built(compiler) == built and built.stat().st_mtime_ns == stamp
     assert [p.name for p in built.parent.iterdir()] == [built.name]           # no partial file left
+
+
+def test_a_new_build_deletes_builds_unused_for_a_month_and_killed_partials(kernel, tmp_path, monkeypatch):
+    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "native"
+    folder.mkdir()
+    month, now = native_attention.UNUSED_DAYS * 86400, time.time()
+    files = {"decode_attention-0000000000000old.so": now - month - 60,     # an upgrade ago: deleted
+             "decode_attention-00000000000other.so": now - month + 3600,   # another CPU's, in use: kept
+             ".decode_attention-0000000000000old.so.1.2.tmp": now - 3 * native_attention.BUILD_SECONDS,  # killed
+             ".decode_attention-00000000building.so.3.4.tmp": now - 5,     # being built: kept
+             "notes.txt": now - 2 * month}                                  # not ours: kept
+    for name, when in files.items():
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, (when, when))
+    built = native_attention._built(native_attention._compiler())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [built.name, "decode_attention-00000000000other.so", ".decode_attention-00000000building.so.3.4.tmp",
+         "notes.txt"])
+    os.utime(built, (now - month - 60, now - month - 60))                 # loaded again: dated today
+    assert native_attention._built(native_attention._compiler()) == built
+    assert now - built.stat().st_mtime < 3600
 
 
 def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
