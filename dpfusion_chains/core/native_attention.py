@@ -17,18 +17,12 @@ first, handing them out in two halves took 246 µs a layer against 198. On a 2-c
 (AVX2, no AVX-512; GEMM ~140–170 GFLOP/s), its 8-lane build took the same step from 119–170 to
 101–118 ms (two such runs, 4 alternations each, the same text).
 
-It is compiled on first use with the C compiler (`$CC`, else `cc`/`gcc`) for this CPU
-(`-march=native`, OpenMP) into `models.cache_dir()/native/`, keyed by the source, the compiler's
-version and the CPU, and loaded with ctypes; a later process loads the file. Building a new one
-deletes the others left unused for UNUSED_DAYS (each upgrade would leave one more). It is used only on
-Linux x86-64 with AVX-512F (16 floats a vector) or AVX2 with FMA and F16C (8; the same source
-over the narrower vectors), with torch on the GNU OpenMP runtime (libgomp.so.1, torch's bundled
-one in its wheels, which the compiled file then shares: it is refused if loading it mapped another
-runtime, which would put a second pool of spinning threads on the same cores), for float32,
-bfloat16 and float16 caches with a head dim that is a multiple of its vector width (`lanes()`, at
-most 256), without autograd and outside torch.compile. Anywhere else, or if the build fails
-(logged once), `decode_attention` answers None and the caller keeps torch's ops, which compute the
-same attention up to float rounding (the exponential here is a polynomial, ~1 ulp).
+It is one of core.native_library's kernels (built for this CPU on first use; AVX-512F, 16 floats
+a vector, or AVX2 with FMA and F16C, 8), used for float32, bfloat16 and float16 caches with a
+head dim that is a multiple of its vector width (`lanes()`, at most 256), without autograd and
+outside torch.compile. Anywhere else, or where the library is not loaded, `decode_attention`
+answers None and the caller keeps torch's ops, which compute the same attention up to float
+rounding (the exponential here is a polynomial, ~1 ulp).
 Set DPFUSION_NATIVE_ATTENTION=0 to keep torch's ops everywhere.
 """
 
@@ -36,42 +30,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
-import logging
 import os
-import platform
-import shlex
-import shutil
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import torch
 
-logger = logging.getLogger(__name__)
+from dpfusion_chains.core import native_library
 
-SOURCE = Path(__file__).with_name("native") / "decode_attention.c"
 ENVIRONMENT = "DPFUSION_NATIVE_ATTENTION"  # "0": torch's ops everywhere
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}  # the kernel's dtype codes
-BUILD_SECONDS = 120
-UNUSED_DAYS = 30  # another build not loaded for this long is deleted when a new one is built
 MAX_HEAD_DIM, MAX_GROUP = 256, 64  # the kernel's limits (native/decode_attention.c)
 
-_lock = threading.Lock()
-_library: ctypes.CDLL | None = None
-_tried = False
-_reason: str | None = None  # why `_load` found no library
-_lanes = 0  # the loaded kernel's vector width in floats
 _switched_off = False  # `disabled()`
+_function: Callable[..., int] | None = None  # dpf_decode_attention, its argument types declared
 
 
 def available() -> bool:
     """Whether the compiled kernel is loaded (building it on the first call) and switched on."""
-    return not _switched_off and os.environ.get(ENVIRONMENT, "1") != "0" and _load() is not None
+    return not _switched_off and os.environ.get(ENVIRONMENT, "1") != "0" and _kernel() is not None
 
 
 def takes_model(model: torch.nn.Module) -> bool:
@@ -91,7 +67,7 @@ def takes_model(model: torch.nn.Module) -> bool:
 def lanes() -> int:
     """Floats per vector of the kernel built here (16 with AVX-512F, 8 with AVX2), which a head
     dim must be a multiple of; 0 where the kernel is not available."""
-    return _lanes if available() else 0
+    return native_library.lanes() if available() else 0
 
 
 @contextlib.contextmanager
@@ -126,7 +102,7 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         return None
     out = torch.empty((rows, heads, dim), dtype=torch.float32)
     key_strides, value_strides = key.stride(), value.stride()
-    status = _library.dpf_decode_attention(  # type: ignore[union-attr]
+    status = _kernel()(  # type: ignore[misc]
         query.data_ptr(), key.data_ptr(), value.data_ptr(), DTYPES[key.dtype], scale, query.stride(0),
         query.stride(1), key_strides[0], key_strides[1], key_strides[2], value_strides[0], value_strides[1],
         value_strides[2], rows, heads, key.shape[1], dim, shared_start, shared_length, first.data_ptr(), columns,
@@ -144,137 +120,23 @@ def unavailable_reason() -> str | None:
         return "switched off for this block (native_attention.disabled)"
     if os.environ.get(ENVIRONMENT, "1") == "0":
         return f"switched off ({ENVIRONMENT}=0)"
-    return None if _load() is not None else _reason
+    return native_library.reason()
 
 
-class _Unusable(Exception):
-    """This machine cannot build or run the kernel (said once, at info level)."""
-
-
-def _load() -> ctypes.CDLL | None:
-    global _library, _tried, _reason, _lanes
-    if _tried:
-        return _library
-    with _lock:
-        if not _tried:
-            try:
-                _library = _build_and_open()
-                _lanes = int(_library.dpf_decode_attention_lanes())
-            except _Unusable as exc:
-                _library, _reason = None, str(exc)
-                logger.info("native decode attention: %s; using torch's ops", exc)
-            except Exception as exc:  # any failure leaves torch's ops, which compute the same
-                _library, _reason = None, f"its build or load failed: {exc}"
-                logger.warning("native decode attention unavailable, using torch's ops: %s", exc)
-            _tried = True
-    return _library
-
-
-def _build_and_open() -> ctypes.CDLL:
-    if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
-        raise _Unusable(f"built only on Linux x86-64, not {sys.platform} {platform.machine()}")
-    if not _torch_on_gnu_openmp():
-        raise _Unusable("torch does not run on the GNU OpenMP runtime (libgomp.so.1)")
-    compiler = _compiler()
-    if not compiler:
-        raise _Unusable("no C compiler found ($CC, cc, gcc)")
-    target = _built(compiler)
-    before = _mapped_openmp_runtimes()
-    library = ctypes.CDLL(str(target))
-    added = _mapped_openmp_runtimes() - before
-    if added:  # ours pulled in a runtime of its own: never call it
-        raise RuntimeError(f"loading it mapped another OpenMP runtime ({', '.join(sorted(added))})")
-    if not library.dpf_decode_attention_usable():
-        raise _Unusable("this CPU has neither AVX-512F nor AVX2 with FMA and F16C")
-    function = library.dpf_decode_attention
-    pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
-                         pointer, i64, pointer, i64, pointer]
-    function.restype = i32
-    return library
-
-
-def _compiler() -> list[str] | None:
-    """The C compiler's command: $CC (which may carry arguments), else cc or gcc."""
-    named = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    return shlex.split(named) if named else None
-
-
-def _built(compiler: list[str]) -> Path:
-    """The compiled kernel for this source, compiler and CPU, built once into the cache."""
-    from dpfusion_chains.core.models import cache_dir
-
-    source = SOURCE.read_bytes()
-    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(FLAGS).encode(), _cpu().encode()]))
-    target = cache_dir() / "native" / f"decode_attention-{key.hexdigest()[:16]}.so"
-    if target.is_file():
-        _mark_used(target)
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    started = time.perf_counter()
-    result = subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"], capture_output=True,
-                            text=True, timeout=BUILD_SECONDS)
-    if result.returncode:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"{shlex.join(compiler)} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
-    os.replace(partial, target)  # atomic: a concurrent process sees no half-written file
-    logger.info("built the native decode attention kernel in %.1f s: %s", time.perf_counter() - started, target)
-    _prune_unused(target)
-    return target
-
-
-def _mark_used(built: Path) -> None:
-    """Date a loaded build's file to today, so that pruning keeps builds still in use (a cache
-    shared by machines with different CPUs holds one per CPU). At most once a day per file."""
-    try:
-        if time.time() - built.stat().st_mtime > 86400:
-            os.utime(built)
-    except OSError:  # a read-only cache: nothing is pruned from it either
-        pass
-
-
-def _prune_unused(kept: Path) -> None:
-    """Delete the builds of earlier sources, compilers or CPUs left unused for UNUSED_DAYS, and
-    partial files of builds killed midway: each library upgrade would otherwise leave one more.
-    A process that has one loaded keeps its mapping (Linux frees the file on its last close)."""
-    now = time.time()
-    for path in kept.parent.glob("*decode_attention-*"):
-        with contextlib.suppress(OSError):  # another process may be pruning or building too
-            age = now - path.stat().st_mtime
-            if (path.suffix == ".tmp" and age > 2 * BUILD_SECONDS) or (
-                    path.suffix == ".so" and path != kept and age > UNUSED_DAYS * 86400):
-                path.unlink()
-                logger.info("deleted an unused native kernel file: %s", path.name)
-
-
-def _cpu() -> str:
-    """The CPU's model and flags (-march=native code may not run on another CPU sharing the cache)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(lines)))
-
-
-def _torch_on_gnu_openmp() -> bool:
-    """Whether torch runs on OpenMP and a libgomp.so.1 is mapped (the runtime the kernel's own
-    dependency on libgomp.so.1 then binds to)."""
-    return torch.backends.openmp.is_available() and any(
-        os.path.basename(path) == "libgomp.so.1" for path in _mapped_openmp_runtimes())
-
-
-def _mapped_openmp_runtimes() -> set[str]:
-    """Files of OpenMP runtimes mapped into this process (GNU, LLVM, Intel)."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return set()
-    names = ("libgomp", "libomp", "libiomp")
-    return {line.split()[-1] for line in maps.splitlines()
-            if "/" in line and any(name in line.rsplit("/", 1)[-1] for name in names)}
+def _kernel() -> Callable[..., int] | None:
+    """The compiled function, its argument types declared once; None where the library is not loaded."""
+    global _function
+    library = native_library.load()
+    if library is None:
+        return None
+    if _function is None:
+        function = library.dpf_decode_attention
+        pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+        function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
+                             pointer, i64, pointer, i64, pointer]
+        function.restype = i32
+        _function = function
+    return _function
 
 
 __all__ = ["DTYPES", "ENVIRONMENT", "MAX_GROUP", "MAX_HEAD_DIM", "available", "decode_attention", "disabled", "lanes",

@@ -1,14 +1,8 @@
 """The compiled decode attention (core.native_attention): the attention of SDPA over each whole
 row, for every cache dtype, head dim and grouping it takes; padding and masked columns never
-read into a result; shapes it does not take handed back to torch's ops; built once per cache and
-CPU; a failed build leaves torch's ops; the decode loop samples the same tokens through it."""
+read into a result; shapes it does not take handed back to torch's ops; the decode loop samples
+the same tokens through it. Its build and load: tests/speed/test_native_library.py."""
 
-import logging
-import os
-import stat
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +10,6 @@ from decode_attention_cases import kernel_answers, rows_with_opening, sdpa_over_
 
 from dpfusion_chains.core import native_attention
 from dpfusion_chains.core.decode import DecodeRequest
-from dpfusion_chains.core.shared_prefix import SharedPrefix
 from dpfusion_chains.testing import tiny_model
 
 
@@ -131,71 +124,6 @@ def test_it_takes_models_whose_heads_it_computes(kernel):
     assert not native_attention.takes_model(torch.nn.Linear(2, 2))
     with native_attention.disabled():
         assert not native_attention.takes_model(tiny_model(tokenizer, hidden_size=64))
-
-
-def test_the_kernel_runs_on_torchs_openmp_runtime(kernel):
-    """Loading the kernel maps no OpenMP runtime of its own (a second one would put another pool
-    of spinning threads on the same cores): in a fresh process, the same runtimes before and after."""
-    script = ("from dpfusion_chains.core import native_attention as n\n"
-              "before = n._mapped_openmp_runtimes()\n"
-              "assert n.available(), n.unavailable_reason()\n"
-              "print(sorted(before), sorted(n._mapped_openmp_runtimes()))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    before, after = done.stdout.strip().split("] [")
-    assert before + "]" == "[" + after and "libgomp.so.1" in before
-
-
-def test_the_kernel_is_built_once_per_cache_and_cpu(kernel, tmp_path, monkeypatch):
-    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path))
-    compiler = native_attention._compiler()
-    built = native_attention._built(compiler)
-    assert built.parent == tmp_path / "native" and built.is_file()
-    stamp = built.stat().st_mtime_ns
-    assert native_attention._built(compiler) == built and built.stat().st_mtime_ns == stamp
-    assert [p.name for p in built.parent.iterdir()] == [built.name]           # no partial file left
-
-
-def test_a_new_build_deletes_builds_unused_for_a_month_and_killed_partials(kernel, tmp_path, monkeypatch):
-    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path))
-    folder = tmp_path / "native"
-    folder.mkdir()
-    month, now = native_attention.UNUSED_DAYS * 86400, time.time()
-    files = {"decode_attention-0000000000000old.so": now - month - 60,     # an upgrade ago: deleted
-             "decode_attention-00000000000other.so": now - month + 3600,   # another CPU's, in use: kept
-             ".decode_attention-0000000000000old.so.1.2.tmp": now - 3 * native_attention.BUILD_SECONDS,  # killed
-             ".decode_attention-00000000building.so.3.4.tmp": now - 5,     # being built: kept
-             "notes.txt": now - 2 * month}                                  # not ours: kept
-    for name, when in files.items():
-        (folder / name).write_bytes(b"x")
-        os.utime(folder / name, (when, when))
-    built = native_attention._built(native_attention._compiler())
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [built.name, "decode_attention-00000000000other.so", ".decode_attention-00000000building.so.3.4.tmp",
-         "notes.txt"])
-    os.utime(built, (now - month - 60, now - month - 60))                 # loaded again: dated today
-    assert native_attention._built(native_attention._compiler()) == built
-    assert now - built.stat().st_mtime < 3600
-
-
-def test_a_failed_build_leaves_torchs_ops(tmp_path, monkeypatch, caplog):
-    broken = tmp_path / "cc"
-    broken.write_text("#!/bin/sh\necho 'cc: no compiler here' >&2\nexit 1\n")
-    broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("CC", str(broken))
-    monkeypatch.delenv(native_attention.ENVIRONMENT, raising=False)
-    monkeypatch.setenv("DPFUSION_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(native_attention, "_tried", False)
-    monkeypatch.setattr(native_attention, "_library", None)
-    monkeypatch.setattr(native_attention, "_reason", None)
-    with caplog.at_level(logging.WARNING, logger=native_attention.__name__):
-        assert not native_attention.available()
-    if native_attention._torch_on_gnu_openmp() and os.uname().machine in ("x86_64", "AMD64"):
-        assert "no compiler here" in caplog.text and "no compiler here" in native_attention.unavailable_reason()
-    thresholds(monkeypatch, rows=2, tokens=1, saved=1)
-    query, keys, values, _, mask = step_inputs([0, 3, 0], 10, 30, 4, 2, 16, torch.float32)
-    out = SharedPrefix.plan([0, 3, 0], 10, mask, torch.float32).attention(query, keys, values, 0.25)
-    assert torch.allclose(out, sdpa_over_rows(query, keys, values, mask, 0.25), atol=1e-5)
 
 
 def test_the_decode_loop_samples_the_same_tokens_through_the_kernel(kernel, monkeypatch, decode_with_joins, draws):
