@@ -21,6 +21,10 @@ forwards, and the rest, the decode steps):
   batch torch-attn — the batch again with that attention computed by torch's ops instead of the
                 compiled kernel (core.native_attention off), to show what the kernel gains. Only
                 where the kernel is available.
+  seq own-linear, batch own-linear — sequential and batch again with the few-row products
+                computed by each layer's own product (oneDNN packed or weight-major) instead of
+                the compiled kernel (core.native_linear off), to show what it gains on each side.
+                Only where it is available.
   seq apart, batch apart — sequential and batch again with sibling projections (query, key,
                 value; gate, up) one product each (core.fused_linear off), to show what one
                 joint product gains on each side. Only where they are fused. Those layers then
@@ -47,7 +51,7 @@ from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, opening_read_per_row, output_layer_packed_only, packed_body_layers,
                                      peak_memory_mb, request_prompts, save, timed)
-from dpfusion_chains.core import fused_linear, native_attention, packing
+from dpfusion_chains.core import fused_linear, native_attention, native_linear, packing
 from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ways["batch per-row"] = within(opening_read_per_row, batched)
     if engine.device.type == "cpu" and native_attention.available():
         ways["batch torch-attn"] = within(native_attention.disabled, batched)
+    if engine.device.type == "cpu" and native_linear.available():
+        ways["seq own-linear"] = within(native_linear.disabled, sequential)
+        ways["batch own-linear"] = within(native_linear.disabled, batched)
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
@@ -134,6 +141,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "batch torch-attn" in best:
         print(f"decode attention as one compiled kernel: batch {best['batch torch-attn'][0] / best['batch'][0]:.2f}× "
               "faster than as torch's ops")
+    if "seq own-linear" in best:
+        seq, batch, seq_own, batch_own = (best[w][0] for w in ("sequential", "batch", "seq own-linear",
+                                                                 "batch own-linear"))
+        print(f"few-row products as one compiled kernel: sequential {seq_own / seq:.2f}× and batch "
+              f"{batch_own / batch:.2f}× faster than the layers' own, where batch ÷ sequential is "
+              f"{seq_own / batch_own:.2f}×")
     if "seq apart" in best:
         seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
         print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "

@@ -33,6 +33,10 @@ for 1164 rows (~940 GFLOP/s) against 4.35 packed in float32 and 2.31 stock in bf
 for 16 rows against 222 and 189; the output layer 1.9 ms for 16 rows against 3.5 and 2.9. A
 bfloat16 layer left unpacked keeps the stock kernel: weight-major was measured for float32 only.
 
+Either way, where core.native_linear is available (by default with its AVX2 build), a float32
+product of 1..16 rows inside the engine goes to its compiled kernel first, which streams the
+weight once and measured faster than both on an AVX2 Zen 3; prefill keeps the products above.
+
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
 `WeightMajorLinear`, or `PackedLinear` for the packed ones (bfloat16 ones to `PackedLinear`
 where packed, else not at all); their forward is the stock one
@@ -56,6 +60,7 @@ import torch
 from torch import nn
 
 from dpfusion_chains.core.models import SwitchSetting, resolve_flag
+from dpfusion_chains.core.native_linear import few_row_linear
 
 MAX_ROWS = 128  # weight-major: above this it measured like the stock kernel, which prefill keeps
 PACK_ROWS_HINT = 16  # oneDNN blocks the packed weight for this many rows; 1..64 rows measured alike
@@ -96,6 +101,9 @@ class WeightMajorLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not engaged():
             return super().forward(x)
+        native = few_row_linear(x, self.weight, self.bias)
+        if native is not None:
+            return native
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         if not 2 <= rows <= MAX_ROWS or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return super().forward(x)
@@ -119,6 +127,9 @@ class PackedLinear(WeightMajorLinear):
         if not engaged():
             return nn.Linear.forward(self, x)
         weight = self.weight  # read once: a module attribute lookup costs as much as the checks below
+        native = few_row_linear(x, weight, self.bias)
+        if native is not None:
+            return native
         packed = None
         if x.numel() and x.dtype == weight.dtype \
                 and not (torch.is_grad_enabled() and weight.requires_grad):  # the packed op has no gradient

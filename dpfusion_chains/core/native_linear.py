@@ -1,0 +1,107 @@
+"""A linear layer's product for a few rows as one compiled pass that reads the weight once.
+
+A decode step multiplies a handful of rows (G+1 views per request) by every weight matrix of the
+model, which lies in memory, not in cache: the step streams the whole model, and how fast depends
+on how well the product streams. `native/few_row_linear.c` hands each OpenMP thread a contiguous
+run of the weight's rows, four at a time, and multiplies them with the input rows three at a
+time, twelve dot products in registers, so the weight is read from memory once and the rows
+from cache.
+
+On a 2-core AMD Zen 3 (AVX2, no AVX-512; GEMM ~92–99 GFLOP/s and reads ~20 GB/s when measured),
+SmolLM2-135M's 30 layers of products (the 960×576 fused query/key/value, 576×576, 3072×576 fused
+gate/up and 576×1536 matrices, the weights cold) took, in ms, medians of 10 runs, the ways
+alternating in one process (`/tmp` script, one run each for rows 2 and 16 repeated below):
+
+    rows               1     2     4     8    16    32
+    this kernel       37    29    36    47    67   107
+    oneDNN packed     53    39    53    66    74   104
+    weight-major      46    40    42    74    80   117
+
+so it is used for 1..MAX_ROWS rows. On the Zen 5 (AVX-512) of earlier sessions oneDNN's packed
+products ran 2–3× faster than weight-major; this kernel was not measured there, so by default
+("auto") it is used only where its 8-lane AVX2 build is loaded. DPFUSION_NATIVE_LINEAR=1 uses it
+with either build, =0 never. Only float32 rows and weights on the CPU, without autograd and
+outside torch.compile; anything else answers None and the caller keeps its own product, which
+computes the same up to float rounding (sums in another order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+
+from dpfusion_chains.core import native_library
+
+ENVIRONMENT = "DPFUSION_NATIVE_LINEAR"  # "auto" (default): with the AVX2 build; "1": either build; "0": never
+MAX_ROWS = 16  # above this oneDNN's packed products measured alike (32 rows) or faster
+
+_switched_off = False  # `disabled()`
+_function: Callable[..., int] | None = None
+
+
+def available() -> bool:
+    """Whether `few_row_linear` computes products here (the library loaded, switched on, and by
+    default its AVX2 build)."""
+    setting = os.environ.get(ENVIRONMENT, "auto").strip().lower()
+    if _switched_off or setting in ("0", "false", "off") or _kernel() is None:
+        return False
+    return setting in ("1", "true", "on") or native_library.lanes() == 8
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Each layer's own product inside (benchmarks and tests compare the two)."""
+    global _switched_off
+    saved, _switched_off = _switched_off, True
+    try:
+        yield
+    finally:
+        _switched_off = saved
+
+
+def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor | None:
+    """x · weightᵀ (+ bias) -> [..., out], or None where the kernel does not apply: x [..., in]
+    with 1..MAX_ROWS rows, weight [out, in] contiguous, all float32 on the CPU; `in` a multiple of
+    the kernel's vector width."""
+    features = x.shape[-1] if x.dim() else 0
+    rows = x.numel() // features if features else 0
+    if (not 1 <= rows <= MAX_ROWS or x.dtype != torch.float32 or weight.dtype != torch.float32
+            or weight.dim() != 2 or weight.shape[1] != features or not weight.is_contiguous()
+            or x.device.type != "cpu" or weight.device.type != "cpu"
+            or bias is not None and (bias.dtype != torch.float32 or bias.shape != (weight.shape[0],)
+                                     or not bias.is_contiguous() or bias.device.type != "cpu")
+            or torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                            or bias is not None and bias.requires_grad)
+            or torch.compiler.is_compiling() or not available()):
+        return None
+    flat = x.reshape(rows, features)
+    if flat.stride(1) != 1:
+        flat = flat.contiguous()
+    out = torch.empty((rows, weight.shape[0]), dtype=torch.float32)
+    status = _kernel()(flat.data_ptr(), rows, flat.stride(0), features, weight.data_ptr(),  # type: ignore[misc]
+                       weight.shape[0], None if bias is None else bias.data_ptr(), out.data_ptr())
+    if status:
+        return None  # `in` no multiple of the vector width: the caller's product
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def _kernel() -> Callable[..., int] | None:
+    """The compiled function, its argument types declared once; None where the library is not loaded."""
+    global _function
+    library = native_library.load()
+    if library is None:
+        return None
+    if _function is None:
+        function = library.dpf_few_row_linear
+        pointer, i64 = ctypes.c_void_p, ctypes.c_int64
+        function.argtypes = [pointer, i64, i64, i64, pointer, i64, pointer, pointer]
+        function.restype = ctypes.c_int
+        _function = function
+    return _function
+
+
+__all__ = ["ENVIRONMENT", "MAX_ROWS", "available", "disabled", "few_row_linear"]
