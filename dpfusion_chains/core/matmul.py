@@ -34,8 +34,9 @@ for 16 rows against 222 and 189; the output layer 1.9 ms for 16 rows against 3.5
 bfloat16 layer left unpacked keeps the stock kernel: weight-major was measured for float32 only.
 
 Either way, where core.native_linear is available (by default with its AVX2 build), a float32
-product of 1..16 rows inside the engine goes to its compiled kernel first, which streams the
-weight once and measured faster than both on an AVX2 Zen 3; prefill keeps the products above.
+product of 1..24 rows (native_linear.MAX_ROWS) inside the engine goes to its compiled kernel
+first, which streams the weight once and measured faster than both on an AVX2 Zen 3; prefill
+keeps the products above.
 
 `install` swaps the class of a model's plain float32 CPU `nn.Linear` modules for
 `WeightMajorLinear`, or `PackedLinear` for the packed ones (bfloat16 ones to `PackedLinear`

@@ -7,15 +7,15 @@ run of the weight's rows, four at a time, and multiplies them with the input row
 time, twelve dot products in registers, so the weight is read from memory once and the rows
 from cache.
 
-On a 2-core AMD Zen 3 (AVX2, no AVX-512; GEMM ~92–99 GFLOP/s and reads ~20 GB/s when measured),
-SmolLM2-135M's 30 layers of products (the 960×576 fused query/key/value, 576×576, 3072×576 fused
-gate/up and 576×1536 matrices, the weights cold) took, in ms, medians of 10 runs, the ways
-alternating in one process (`/tmp` script, one run each for rows 2 and 16 repeated below):
+On a 2-core AMD Zen 3 (AVX2, no AVX-512; GEMM ~92–147 GFLOP/s and reads ~17–20 GB/s when
+measured), SmolLM2-135M's 30 layers of products (the 960×576 fused query/key/value, 576×576,
+3072×576 fused gate/up and 576×1536 matrices, the weights cold) took, in ms, medians of 10 runs,
+the three ways alternating in one process (`/tmp` script; 24 rows and up: two such runs):
 
-    rows               1     2     4     8    16    32
-    this kernel       37    29    36    47    67   107
-    oneDNN packed     53    39    53    66    74   104
-    weight-major      46    40    42    74    80   117
+    rows               1     2     4     8    16      24       32       48       64
+    this kernel       27    27    29    37    41   65–67   82–99   110–139  167–190
+    oneDNN packed     39    41    46    64    59   77–90   94–99   133–143  161–179
+    weight-major      45    39    41    82    63  101–111 110–114  131–148  167–184
 
 so it is used for 1..MAX_ROWS rows. On the Zen 5 (AVX-512) of earlier sessions oneDNN's packed
 products ran 2–3× faster than weight-major; this kernel was not measured there, so by default
@@ -37,7 +37,7 @@ import torch
 from dpfusion_chains.core import native_library
 
 ENVIRONMENT = "DPFUSION_NATIVE_LINEAR"  # "auto" (default): with the AVX2 build; "1": either build; "0": never
-MAX_ROWS = 16  # above this oneDNN's packed products measured alike (32 rows) or faster
+MAX_ROWS = 24  # above this oneDNN's packed products measured alike (32, 48 rows) or faster (64)
 
 _switched_off = False  # `disabled()`
 _function: Callable[..., int] | None = None

@@ -35,7 +35,7 @@ def calls(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 16])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 12, 16, 24])
 @pytest.mark.parametrize("out_features, in_features", [(1, 16), (3, 32), (5, 48), (963, 576), (64, 1536)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_it_computes_nn_linears_product(kernel, rows, out_features, in_features, bias):
