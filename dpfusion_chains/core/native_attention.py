@@ -28,10 +28,9 @@ Set DPFUSION_NATIVE_ATTENTION=0 to keep torch's ops everywhere.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
@@ -41,13 +40,16 @@ ENVIRONMENT = "DPFUSION_NATIVE_ATTENTION"  # "0": torch's ops everywhere
 DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}  # the kernel's dtype codes
 MAX_HEAD_DIM, MAX_GROUP = 256, 64  # the kernel's limits (native/decode_attention.c)
 
-_switched_off = False  # `disabled()`
-_function: Callable[..., int] | None = None  # dpf_decode_attention, its argument types declared
+_switch = native_library.BlockSwitch()
+disabled = _switch.disabled  # a block with the kernel unused (benchmarks and tests compare)
+_pointer, _i64, _i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_ARGUMENTS = [_pointer, _pointer, _pointer, _i32, ctypes.c_float, *[_i64] * 8, _i32, _i32, _i32, _i32, _i64, _i64,
+              _pointer, _i64, _pointer, _i64, _pointer]  # dpf_decode_attention's, in order
 
 
 def available() -> bool:
     """Whether the compiled kernel is loaded (building it on the first call) and switched on."""
-    return not _switched_off and os.environ.get(ENVIRONMENT, "1") != "0" and _kernel() is not None
+    return not _switch.off and os.environ.get(ENVIRONMENT, "1") != "0" and _kernel() is not None
 
 
 def takes_model(model: torch.nn.Module) -> bool:
@@ -68,17 +70,6 @@ def lanes() -> int:
     """Floats per vector of the kernel built here (16 with AVX-512F, 8 with AVX2), which a head
     dim must be a multiple of; 0 where the kernel is not available."""
     return native_library.lanes() if available() else 0
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Torch's ops for every decode step inside (benchmarks and tests compare the two)."""
-    global _switched_off
-    saved, _switched_off = _switched_off, True
-    try:
-        yield
-    finally:
-        _switched_off = saved
 
 
 def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, shared_start: int,
@@ -116,7 +107,7 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 
 def unavailable_reason() -> str | None:
     """Why the kernel is not used here (None when `available()`), for logs and test reports."""
-    if _switched_off:
+    if _switch.off:
         return "switched off for this block (native_attention.disabled)"
     if os.environ.get(ENVIRONMENT, "1") == "0":
         return f"switched off ({ENVIRONMENT}=0)"
@@ -124,19 +115,7 @@ def unavailable_reason() -> str | None:
 
 
 def _kernel() -> Callable[..., int] | None:
-    """The compiled function, its argument types declared once; None where the library is not loaded."""
-    global _function
-    library = native_library.load()
-    if library is None:
-        return None
-    if _function is None:
-        function = library.dpf_decode_attention
-        pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        function.argtypes = [pointer, pointer, pointer, i32, ctypes.c_float, *[i64] * 8, i32, i32, i32, i32, i64, i64,
-                             pointer, i64, pointer, i64, pointer]
-        function.restype = i32
-        _function = function
-    return _function
+    return native_library.function("dpf_decode_attention", _ARGUMENTS)
 
 
 __all__ = ["DTYPES", "ENVIRONMENT", "MAX_GROUP", "MAX_HEAD_DIM", "available", "decode_attention", "disabled", "lanes",

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ _library: ctypes.CDLL | None = None
 _tried = False
 _reason: str | None = None  # why `load` found no library
 _lanes = 0  # the loaded kernels' vector width in floats
+_declared: dict[str, tuple[ctypes.CDLL, Callable[..., int]]] = {}  # name -> (library, function with types)
 
 
 def load() -> ctypes.CDLL | None:
@@ -76,6 +78,37 @@ def lanes() -> int:
     """Floats per vector of the kernels built here (16 with AVX-512F, 8 with AVX2); 0 where the
     library is not loaded."""
     return _lanes if load() is not None else 0
+
+
+def function(name: str, argtypes: list[type], restype: type = ctypes.c_int) -> Callable[..., int] | None:
+    """The library's function `name`, its argument and result types declared once; None where the
+    library is not loaded."""
+    library = load()
+    if library is None:
+        return None
+    found = _declared.get(name)
+    if found is None or found[0] is not library:  # a test may load another build
+        declared = getattr(library, name)
+        declared.argtypes, declared.restype = argtypes, restype
+        found = _declared[name] = (library, declared)
+    return found[1]
+
+
+class BlockSwitch:
+    """A kernel's process-wide switch for a block of code (benchmarks and tests compare the
+    kernel with the ops it replaces)."""
+
+    def __init__(self) -> None:
+        self.off = False
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The kernel unused inside."""
+        saved, self.off = self.off, True
+        try:
+            yield
+        finally:
+            self.off = saved
 
 
 class _Unusable(Exception):
@@ -186,4 +219,4 @@ def _mapped_openmp_runtimes() -> set[str]:
             if "/" in line and any(name in line.rsplit("/", 1)[-1] for name in names)}
 
 
-__all__ = ["BUILD_SECONDS", "FLAGS", "SOURCES", "UNUSED_DAYS", "lanes", "load", "reason"]
+__all__ = ["BUILD_SECONDS", "FLAGS", "SOURCES", "UNUSED_DAYS", "BlockSwitch", "function", "lanes", "load", "reason"]

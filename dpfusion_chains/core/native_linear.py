@@ -27,10 +27,9 @@ computes the same up to float rounding (sums in another order).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
@@ -39,28 +38,19 @@ from dpfusion_chains.core import native_library
 ENVIRONMENT = "DPFUSION_NATIVE_LINEAR"  # "auto" (default): with the AVX2 build; "1": either build; "0": never
 MAX_ROWS = 24  # above this oneDNN's packed products measured alike (32, 48 rows) or faster (64)
 
-_switched_off = False  # `disabled()`
-_function: Callable[..., int] | None = None
+_switch = native_library.BlockSwitch()
+disabled = _switch.disabled  # a block with the kernel unused (benchmarks and tests compare)
+_pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
+_ARGUMENTS = [_pointer, _i64, _i64, _i64, _pointer, _i64, _pointer, _pointer]  # dpf_few_row_linear's, in order
 
 
 def available() -> bool:
     """Whether `few_row_linear` computes products here (the library loaded, switched on, and by
     default its AVX2 build)."""
     setting = os.environ.get(ENVIRONMENT, "auto").strip().lower()
-    if _switched_off or setting in ("0", "false", "off") or _kernel() is None:
+    if _switch.off or setting in ("0", "false", "off") or _kernel() is None:
         return False
     return setting in ("1", "true", "on") or native_library.lanes() == 8
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Each layer's own product inside (benchmarks and tests compare the two)."""
-    global _switched_off
-    saved, _switched_off = _switched_off, True
-    try:
-        yield
-    finally:
-        _switched_off = saved
 
 
 def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -90,18 +80,7 @@ def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def _kernel() -> Callable[..., int] | None:
-    """The compiled function, its argument types declared once; None where the library is not loaded."""
-    global _function
-    library = native_library.load()
-    if library is None:
-        return None
-    if _function is None:
-        function = library.dpf_few_row_linear
-        pointer, i64 = ctypes.c_void_p, ctypes.c_int64
-        function.argtypes = [pointer, i64, i64, i64, pointer, i64, pointer, pointer]
-        function.restype = ctypes.c_int
-        _function = function
-    return _function
+    return native_library.function("dpf_few_row_linear", _ARGUMENTS)
 
 
 __all__ = ["ENVIRONMENT", "MAX_ROWS", "available", "disabled", "few_row_linear"]

@@ -2,6 +2,7 @@
 built once per cache and CPU, deletes builds left unused and killed partial files when it builds
 a new one, and a failed build leaves torch's ops for attention and linear products alike."""
 
+import ctypes
 import logging
 import os
 import stat
@@ -42,6 +43,16 @@ def test_it_holds_every_kernel_and_says_its_width(library):
     assert {path.name for path in native_library.SOURCES} >= {"cpu.c", "decode_attention.c", "few_row_linear.c"}
     loaded = native_library.load()
     assert all(hasattr(loaded, name) for name in ("dpf_native_usable", "dpf_decode_attention", "dpf_few_row_linear"))
+
+
+def test_a_function_is_declared_once_per_loaded_library(library, monkeypatch):
+    lanes = native_library.function("dpf_native_lanes", [])
+    assert native_library.function("dpf_native_lanes", []) is lanes and lanes() == native_library.lanes()
+    again = ctypes.CDLL(str(native_library._built(native_library._compiler())))  # another handle on it
+    monkeypatch.setattr(native_library, "_library", again)
+    other = native_library.function("dpf_native_lanes", [])
+    assert other is not lanes and other() == lanes()
+    assert native_library.function("dpf_native_lanes", []) is other
 
 
 def test_it_is_built_once_per_cache_and_cpu(library, tmp_path, monkeypatch):
