@@ -28,6 +28,7 @@ computes the same up to float rounding (sums in another order).
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from collections.abc import Callable
 
@@ -36,8 +37,11 @@ import torch
 from dpfusion_chains.core import native_library
 
 ENVIRONMENT = "DPFUSION_NATIVE_LINEAR"  # "auto" (default): with the AVX2 build; "1": either build; "0": never
+SETTINGS = ("auto", "1", "true", "on", "0", "false", "off")
 MAX_ROWS = 24  # above this oneDNN's packed products measured alike (32, 48 rows) or faster (64)
 
+logger = logging.getLogger(__name__)
+_warned: set[str] = set()  # unknown settings already logged
 _switch = native_library.BlockSwitch()
 disabled = _switch.disabled  # a block with the kernel unused (benchmarks and tests compare)
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
@@ -48,6 +52,9 @@ def available() -> bool:
     """Whether `few_row_linear` computes products here (the library loaded, switched on, and by
     default its AVX2 build)."""
     setting = os.environ.get(ENVIRONMENT, "auto").strip().lower()
+    if setting not in SETTINGS and setting not in _warned:
+        _warned.add(setting)
+        logger.warning("%s=%r is not one of %s; taken as auto", ENVIRONMENT, setting, ", ".join(SETTINGS))
     if _switch.off or setting in ("0", "false", "off") or _kernel() is None:
         return False
     return setting in ("1", "true", "on") or native_library.lanes() == 8

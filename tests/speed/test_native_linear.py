@@ -3,6 +3,8 @@ rows of any output size, with or without bias, rows apart by a stride; what it d
 handed back to the layer's own product; switched by the environment and for a block; taken by
 every swapped layer inside the engine, and the engine samples the same tokens through it."""
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -97,6 +99,14 @@ def test_it_is_switched_by_the_environment_and_for_a_block(kernel, monkeypatch):
     assert native_linear.available() == (native_library.lanes() == 8)
     monkeypatch.delenv(native_linear.ENVIRONMENT)
     assert native_linear.available() == (native_library.lanes() == 8)
+
+
+def test_an_unknown_setting_is_logged_once_and_taken_as_auto(kernel, monkeypatch, caplog):
+    monkeypatch.setenv(native_linear.ENVIRONMENT, "yes please")
+    with caplog.at_level(logging.WARNING, logger=native_linear.__name__):
+        assert native_linear.available() == (native_library.lanes() == 8)
+        native_linear.available()
+    assert caplog.text.count("DPFUSION_NATIVE_LINEAR='yes please' is not one of auto, 1") == 1
 
 
 @pytest.mark.parametrize("pack", [False, True])
