@@ -40,6 +40,16 @@ def torch_attention():
         yield
 
 
+@pytest.fixture
+def own_linear_products():
+    """Each swapped layer's own product for the test (core.native_linear off): for tests of those
+    products, whose few-row calls the compiled kernel would take where it is available."""
+    from dpfusion_chains.core import native_linear
+
+    with native_linear.disabled():
+        yield
+
+
 @pytest.fixture(params=["torch ops", "native kernel"])
 def attention_path(request, monkeypatch):
     """Decode attention over a shared opening through torch's ops (core.native_attention off), or

@@ -10,19 +10,13 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from dpfusion_chains.core import fused_linear, matmul, native_linear
+from dpfusion_chains.core import fused_linear, matmul
 from dpfusion_chains.core.fused_linear import FusedLinear
 from dpfusion_chains.core.matmul import PackedLinear, active
 
 
-@pytest.fixture(autouse=True)
-def layers_own_products():
-    """These tests are about the layers' own products: the compiled few-row one (core.native_linear,
-    tests/speed/test_native_linear.py) would take their few-row calls where it is available."""
-    with native_linear.disabled():
-        yield
-
-pytestmark = pytest.mark.skipif(not matmul.onednn_available(), reason="this torch has no oneDNN linear op")
+pytestmark = [pytest.mark.skipif(not matmul.onednn_available(), reason="this torch has no oneDNN linear op"),
+              pytest.mark.usefixtures("own_linear_products")]
 
 
 def tiny_llama(bias: bool = False, seed: int = 0) -> tuple[nn.Module, nn.Module]:

@@ -9,17 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from dpfusion_chains.core import matmul, native_linear
+from dpfusion_chains.core import matmul
 from dpfusion_chains.core.matmul import MAX_ROWS, WeightMajorLinear, active, install, wants_weight_major
 from dpfusion_chains.testing import tiny_engine
 
 
-@pytest.fixture(autouse=True)
-def layers_own_products():
-    """These tests are about the layers' own products: the compiled few-row one (core.native_linear,
-    tests/speed/test_native_linear.py) would take their few-row calls where it is available."""
-    with native_linear.disabled():
-        yield
+pytestmark = pytest.mark.usefixtures("own_linear_products")
 
 
 def swapped(in_features=24, out_features=40, bias=True):
