@@ -31,8 +31,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from dpfusion_chains.core.matmul import PackedLinear, PackKey, engaged, onednn_linear, pack_key, pack_weight, repack
-from dpfusion_chains.core.native_linear import few_row_linear
+from dpfusion_chains.core.matmul import (PackedLinear, PackKey, engaged, native_product, onednn_linear, pack_key, pack_weight,
+                                         repack)
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -110,7 +110,7 @@ class FusedLinear(PackedLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if engaged() and x.numel() and not (torch.is_grad_enabled() and self.weight.requires_grad):
-            native = few_row_linear(x, self.weight, self.bias)  # streams this weight alone, faster still
+            native = native_product(x, self.weight, self.bias)  # streams this weight alone, faster still
             if native is not None:
                 return native
             place = _groups.get(self)

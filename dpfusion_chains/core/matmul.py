@@ -60,8 +60,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dpfusion_chains.core import native_linear
 from dpfusion_chains.core.models import SwitchSetting, resolve_flag
-from dpfusion_chains.core.native_linear import few_row_linear
 
 MAX_ROWS = 128  # weight-major: above this it measured like the stock kernel, which prefill keeps
 PACK_ROWS_HINT = 16  # oneDNN blocks the packed weight for this many rows; 1..64 rows measured alike
@@ -81,13 +81,22 @@ _packed: weakref.WeakKeyDictionary[nn.Module, tuple[PackKey, torch.Tensor | None
 
 @contextlib.contextmanager
 def active() -> Iterator[None]:
-    """Let installed layers compute weight-major in this thread for the duration."""
-    before = getattr(_state, "on", False)
-    _state.on = True
+    """Let installed layers compute weight-major in this thread for the duration. Whether their
+    few-row products go to core.native_linear's kernel is decided here, once for the block (its
+    environment setting and `disabled()` read at entry), not at each of a forward's ~200 calls."""
+    before = getattr(_state, "on", False), getattr(_state, "native", None)
+    _state.on, _state.native = True, native_linear.usable()
     try:
         yield
     finally:
-        _state.on = before
+        _state.on, _state.native = before
+
+
+def native_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """x · weightᵀ (+ bias) by core.native_linear's kernel where `active()` found it usable and it
+    takes these tensors, else None. For layers that checked `engaged()` (so not under torch.compile)."""
+    kernel = getattr(_state, "native", None)
+    return None if kernel is None else native_linear.product(kernel, x, weight, bias)
 
 
 def engaged() -> bool:
@@ -102,7 +111,7 @@ class WeightMajorLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not engaged():
             return super().forward(x)
-        native = few_row_linear(x, self.weight, self.bias)
+        native = native_product(x, self.weight, self.bias)
         if native is not None:
             return native
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
@@ -128,7 +137,7 @@ class PackedLinear(WeightMajorLinear):
         if not engaged():
             return nn.Linear.forward(self, x)
         weight = self.weight  # read once: a module attribute lookup costs as much as the checks below
-        native = few_row_linear(x, weight, self.bias)
+        native = native_product(x, weight, self.bias)
         if native is not None:
             return native
         packed = None
@@ -248,5 +257,6 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackKey", "PackSetting", "PackedLinear",
-           "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "onednn_available", "onednn_linear",
+           "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "native_product", "onednn_available",
+           "onednn_linear",
            "pack_key", "packs_bfloat16", "pack_weight", "repack", "wants_weight_major"]

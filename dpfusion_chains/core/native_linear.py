@@ -20,7 +20,10 @@ the three ways alternating in one process (`/tmp` script; 24 rows and up: two su
 so it is used for 1..MAX_ROWS rows. On the Zen 5 (AVX-512) of earlier sessions oneDNN's packed
 products ran 2–3× faster than weight-major; this kernel was not measured there, so by default
 ("auto") it is used only where its 8-lane AVX2 build is loaded. DPFUSION_NATIVE_LINEAR=1 uses it
-with either build, =0 never. Only float32 rows and weights on the CPU, without autograd and
+with either build, =0 never. Inside the engine that setting and `disabled()` are read once per
+forward (core.matmul.active hands its layers `usable()`'s answer), not at each of its ~200
+products: a declined call then costs no environment read, and a taken one ~12 µs of Python
+around the kernel instead of ~38 (`timeit`, a 2-row product of a tiny weight, the Zen 3). Only float32 rows and weights on the CPU, without autograd and
 outside torch.compile; anything else answers None and the caller keeps its own product, which
 computes the same up to float rounding (sums in another order).
 """
@@ -46,6 +49,7 @@ _switch = native_library.BlockSwitch()
 disabled = _switch.disabled  # a block with the kernel unused (benchmarks and tests compare)
 _pointer, _i64 = ctypes.c_void_p, ctypes.c_int64
 _ARGUMENTS = [_pointer, _i64, _i64, _i64, _pointer, _i64, _pointer, _pointer]  # dpf_few_row_linear's, in order
+_FLOAT = torch.float32
 
 
 def available() -> bool:
@@ -60,34 +64,57 @@ def available() -> bool:
     return setting in ("1", "true", "on") or native_library.lanes() == 8
 
 
+def usable() -> Callable[..., int] | None:
+    """The compiled product where `available()`, else None: for callers that decide once for a
+    block of products (core.matmul.active decides per forward) and then call `product`."""
+    return _kernel() if available() else None
+
+
 def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor | None:
     """x · weightᵀ (+ bias) -> [..., out], or None where the kernel does not apply: x [..., in]
     with 1..MAX_ROWS rows, weight [out, in] contiguous, all float32 on the CPU; `in` a multiple of
-    the kernel's vector width."""
-    features = x.shape[-1] if x.dim() else 0
-    rows = x.numel() // features if features else 0
-    if (not 1 <= rows <= MAX_ROWS or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or weight.dim() != 2 or weight.shape[1] != features or not weight.is_contiguous()
-            or x.device.type != "cpu" or weight.device.type != "cpu"
-            or bias is not None and (bias.dtype != torch.float32 or bias.shape != (weight.shape[0],)
-                                     or not bias.is_contiguous() or bias.device.type != "cpu")
-            or torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                            or bias is not None and bias.requires_grad)
-            or torch.compiler.is_compiling() or not available()):
+    the kernel's vector width; not under torch.compile."""
+    if torch.compiler.is_compiling():
         return None
-    flat = x.reshape(rows, features)
-    if flat.stride(1) != 1:
-        flat = flat.contiguous()
-    out = torch.empty((rows, weight.shape[0]), dtype=torch.float32)
-    status = _kernel()(flat.data_ptr(), rows, flat.stride(0), features, weight.data_ptr(),  # type: ignore[misc]
-                       weight.shape[0], None if bias is None else bias.data_ptr(), out.data_ptr())
-    if status:
+    kernel = usable()
+    return None if kernel is None else product(kernel, x, weight, bias)
+
+
+def product(kernel: Callable[..., int], x: torch.Tensor, weight: torch.Tensor,
+            bias: torch.Tensor | None = None) -> torch.Tensor | None:
+    """`few_row_linear` through `kernel` (what `usable()` answered), for callers that know they
+    are not under torch.compile. Every layer of every decode step comes here, so the checks are
+    the cheap forms (`is_cpu`, one shape read; `x` read in place where contiguous): ~1 µs each
+    adds up to a millisecond a step."""
+    shape = x.shape
+    features = shape[-1] if shape else 0
+    rows = x.numel() // features if features else 0
+    if (not 1 <= rows <= MAX_ROWS or x.dtype != _FLOAT or weight.dtype != _FLOAT or not x.is_cpu
+            or not weight.is_cpu or weight.dim() != 2 or weight.shape[1] != features or not weight.is_contiguous()):
+        return None
+    out_features = weight.shape[0]
+    if bias is not None and (bias.dtype != _FLOAT or bias.shape != (out_features,) or not bias.is_contiguous()
+                             or not bias.is_cpu):
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or bias is not None and bias.requires_grad):
+        return None
+    if x.is_contiguous():
+        rows_at, row_stride = x.data_ptr(), features
+    else:
+        flat = x.reshape(rows, features)
+        if flat.stride(1) != 1:
+            flat = flat.contiguous()
+        rows_at, row_stride = flat.data_ptr(), flat.stride(0)
+    out = x.new_empty((*shape[:-1], out_features))
+    if kernel(rows_at, rows, row_stride, features, weight.data_ptr(), out_features,
+              None if bias is None else bias.data_ptr(), out.data_ptr()):
         return None  # `in` no multiple of the vector width: the caller's product
-    return out.view(*x.shape[:-1], weight.shape[0])
+    return out
 
 
 def _kernel() -> Callable[..., int] | None:
     return native_library.function("dpf_few_row_linear", _ARGUMENTS)
 
 
-__all__ = ["ENVIRONMENT", "MAX_ROWS", "available", "disabled", "few_row_linear"]
+__all__ = ["ENVIRONMENT", "MAX_ROWS", "available", "disabled", "few_row_linear", "product", "usable"]

@@ -81,6 +81,7 @@ def test_what_it_does_not_take_is_handed_back(kernel):
     assert answer(weight=torch.randn(32, 8).t()) is None             # not contiguous
     assert answer(weight=torch.randn(8, 16)) is None                 # sizes disagree
     assert answer(bias=torch.randn(7)) is None
+    assert answer(bias=torch.randn(16)[::2]) is None                 # a strided bias
     assert answer(x=x.to("meta"), weight=weight.to("meta")) is None
     grad = weight.clone().requires_grad_()
     assert answer(weight=grad) is None
@@ -123,6 +124,30 @@ def test_swapped_layers_take_it_for_few_rows_inside_the_engine_only(kernel, call
             assert torch.allclose(layer(few), reference(few), atol=1e-5)
             assert torch.allclose(layer(many), reference(many), atol=1e-5)
     assert calls == [4]
+
+
+def test_whether_layers_take_it_is_decided_once_per_engine_block(kernel, calls, monkeypatch):
+    """`active()` reads the switches at its entry (a forward's ~200 calls then pay no environment
+    read), and restores the outer block's choice at its exit."""
+    layer = nn.Linear(32, 8)
+    install(layer, pack=True)
+    x = torch.randn(2, 32)
+    with torch.inference_mode():
+        with active():
+            with native_linear.disabled():
+                layer(x)                                  # decided at entry: the kernel
+                with active():
+                    layer(x)                              # a block entered while off: its own product
+                layer(x)                                  # the outer block's choice again
+            monkeypatch.setenv(native_linear.ENVIRONMENT, "0")
+            layer(x)
+            with active():
+                layer(x)
+        assert calls == [2, 2, 2]
+        monkeypatch.setenv(native_linear.ENVIRONMENT, "1")
+        with active():
+            layer(x)
+    assert calls == [2, 2, 2, 2]
 
 
 def test_grouped_siblings_each_take_it_for_few_rows(kernel, calls):
