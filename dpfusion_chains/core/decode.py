@@ -8,10 +8,11 @@ only, runs the λ search for every group row of every request at once, mixes in 
 space with one weighted row sum per request, samples one token per request with the request's
 own generator and appends it to all of the request's rows. The only host synchronisation per
 step is reading the sampled tokens for the stop check. Finished requests leave the batch. On a
-CPU, an opening that enough rows share is read once per step rather than once per row
-(core.shared_prefix): by one compiled call per layer where core.native_attention takes the model,
-else by torch's ops, for which the cache holds its rows ordered by lead (core.row_placement), so
-that the columns after the opening are read in buckets of rows of similar length. With a
+CPU, where core.native_attention takes the model, every step's attention is one compiled call per
+layer, reading the rows' shared opening once (core.shared_prefix); elsewhere an opening that
+enough rows share is read once per step by torch's ops, for which the cache holds its rows
+ordered by lead (core.row_placement), so that the columns after the opening are read in buckets
+of rows of similar length. With a
 CompiledForward (core.compiled), decode steps run as one compiled graph on a static copy of the
 cache, which is handed back before requests join or leave. On a CUDA GPU every forward runs
 without cuDNN's attention kernel (core.attention_kernels).
@@ -246,9 +247,13 @@ class DecodeBatch:
             # transformers' own cache (a model with sliding-window layers, whose caches keep only
             # the window): the 2-D mask, from which transformers builds each layer type's mask
             mask = self.mask.long()
-        # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays.
-        shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype) \
-            if ours and self.opening and packing.supports(self.model) else None
+        # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays;
+        # with the compiled attention, every step's attention is one call per layer.
+        shared = None
+        if ours and packing.supports(self.model):
+            compiled = self.device.type == "cpu" and native_attention.takes_model(self.model)
+            if self.opening or compiled:
+                shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype, compiled)
         self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache, shared_prefix=shared)
 
     def _find_opening(self) -> None:

@@ -142,7 +142,8 @@ def decode_all(engine, joins, decode_with_joins):
 
 
 def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine, monkeypatch, decode_with_joins,
-                                                                         draws):
+                                                                         draws, torch_attention):
+    """Through torch's ops, where the thresholds decide (the compiled kernel is always planned)."""
     assert packing.supports(engine.model)
     used = []
     real = SharedPrefix.attention
@@ -169,6 +170,46 @@ def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine
         in_buckets, _ = decode_all(engine, joins, decode_with_joins)
     assert in_buckets == apart and buckets and set(buckets) == {2}
     draws.assert_close("apart", "buckets")
+
+
+def test_with_the_compiled_kernel_every_step_is_planned_and_samples_the_same_tokens(engine, monkeypatch,
+                                                                                   decode_with_joins, draws):
+    """Where core.native_attention takes the model, every decode step's attention is its one call
+    per layer: two rows, one shared token, no thresholds. The same tokens as SDPA over whole rows."""
+    from decode_attention_cases import kernel_answers
+
+    from dpfusion_chains.core import native_attention
+
+    if not native_attention.takes_model(engine.model):
+        pytest.skip(f"the compiled kernel does not take this model here: {native_attention.unavailable_reason()}")
+    monkeypatch.setattr(shared_prefix, "MIN_SAVED", 10**9)   # torch's ops would never read it once
+    joins = [(0, "a"), (2, "b"), (1, "c")]
+    with native_attention.disabled(), draws.run("sdpa"):
+        apart, _ = decode_all(engine, joins, decode_with_joins)
+    planned = []
+    real = SharedPrefix.attention
+    monkeypatch.setattr(SharedPrefix, "attention",
+                        lambda self, *a, **k: planned.append((len(self.leads), self.length)) or real(self, *a, **k))
+    answers = kernel_answers(monkeypatch)
+    with draws.run("kernel"):
+        through, openings = decode_all(engine, joins, decode_with_joins)
+    assert through == apart and set(through) == {"a", "b", "c"}
+    draws.assert_close("sdpa", "kernel")
+    assert answers and all(answers)
+    # a alone (2 rows, its 41-token opening), a and b (4 rows), then with c (6 rows, 1 token shared)
+    assert (2, 41) in planned and (4, 41) in planned and (6, 1) in planned and 1 in openings
+    layers = engine.model.config.num_hidden_layers
+    assert len(planned) == len(answers) and len(planned) % layers == 0
+
+
+def test_the_compiled_kernel_is_planned_for_any_rows_and_opening():
+    mask = torch.ones(2, 50, dtype=torch.bool)
+    for leads, length in (([0], 0), ([0, 3], 0), ([0, 0], 1), ([0, 0], 40)):
+        plan = SharedPrefix.plan(leads, length, mask[:len(leads)], torch.float32, compiled=True)
+        assert plan is not None and (plan.leads, plan.length) == (tuple(leads), length)
+        assert SharedPrefix.plan(leads, length, mask[:len(leads)], torch.float32) is None  # torch's ops: too few
+    assert SharedPrefix.plan([0, 0], 40, mask.to("meta"), torch.float32, compiled=True) is None  # not a CPU
+    assert SharedPrefix.plan([], 0, mask[:0], torch.float32, compiled=True) is None
 
 
 def test_the_opening_is_found_again_as_requests_join_and_leave(engine):
