@@ -25,6 +25,9 @@ forwards, and the rest, the decode steps):
                 computed by each layer's own product (oneDNN packed or weight-major) instead of
                 the compiled kernel (core.native_linear off), to show what it gains on each side.
                 Only where it is available.
+  seq hf-forward, batch hf-forward — sequential and batch again with every decode step through
+                transformers' forward instead of the model's ops alone (core.lean_decode off), to
+                show what skipping the module machinery gains on each side. Only where it applies.
   seq apart, batch apart — sequential and batch again with sibling projections (query, key,
                 value; gate, up) one product each (core.fused_linear off), to show what one
                 joint product gains on each side. Only where they are fused. Those layers then
@@ -51,7 +54,7 @@ from benchmarks.roofline import Machine, ModelCosts, record_forwards
 from benchmarks.speed_common import (StageTimers, add_engine_flags, engine_flags, flags_suffix, load_average,
                                      load_engine, opening_read_per_row, output_layer_packed_only, packed_body_layers,
                                      peak_memory_mb, request_prompts, save, timed)
-from dpfusion_chains.core import fused_linear, native_attention, native_linear, packing
+from dpfusion_chains.core import fused_linear, lean_decode, native_attention, native_linear, packing
 from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
@@ -106,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if engine.device.type == "cpu" and native_linear.available():
         ways["seq own-linear"] = within(native_linear.disabled, sequential)
         ways["batch own-linear"] = within(native_linear.disabled, batched)
+    if engine.device.type == "cpu" and lean_decode.for_model(engine.model) is not None:
+        ways["seq hf-forward"] = within(lean_decode.disabled, sequential)
+        ways["batch hf-forward"] = within(lean_decode.disabled, batched)
     if packing.supports(engine.model):
         ways["unpacked"] = unpacked
     if packed_body_layers(engine):
@@ -147,6 +153,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"few-row products as one compiled kernel: sequential {seq_own / seq:.2f}× and batch "
               f"{batch_own / batch:.2f}× faster than the layers' own, where batch ÷ sequential is "
               f"{seq_own / batch_own:.2f}×")
+    if "seq hf-forward" in best:
+        seq, batch, seq_hf, batch_hf = (best[w][0] for w in ("sequential", "batch", "seq hf-forward",
+                                                               "batch hf-forward"))
+        print(f"decode steps as the model's ops alone: sequential {seq_hf / seq:.2f}× and batch "
+              f"{batch_hf / batch:.2f}× faster than through transformers' forward, where batch ÷ sequential is "
+              f"{seq_hf / batch_hf:.2f}×")
     if "seq apart" in best:
         seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
         print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "

@@ -12,7 +12,8 @@ CPU, where core.native_attention takes the model, every step's attention is one 
 layer, reading the rows' shared opening once (core.shared_prefix); elsewhere an opening that
 enough rows share is read once per step by torch's ops, for which the cache holds its rows
 ordered by lead (core.row_placement), so that the columns after the opening are read in buckets
-of rows of similar length. With a
+of rows of similar length. Such a step of a transformers Llama runs as its ops alone, without the
+module machinery (core.lean_decode; the same logits, bit for bit). With a
 CompiledForward (core.compiled), decode steps run as one compiled graph on a static copy of the
 cache, which is handed back before requests join or leave. On a CUDA GPU every forward runs
 without cuDNN's attention kernel (core.attention_kernels).
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-from dpfusion_chains.core import native_attention, packing, shared_prefix
+from dpfusion_chains.core import lean_decode, native_attention, packing, shared_prefix
 from dpfusion_chains.core.attention_kernels import engine_kernels
 from dpfusion_chains.core.compiled import CompiledForward, CompiledSearch, StaticBatch, static_capacity
 from dpfusion_chains.core.decode_request import DecodeRequest
@@ -238,6 +239,17 @@ class DecodeBatch:
             self._thaw()  # no graph for this shape (or none at all): the step runs eagerly
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         ours = isinstance(self.cache, ReservedCache)
+        # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays;
+        # with the compiled attention, every step's attention is one call per layer.
+        shared = None
+        if ours and packing.supports(self.model):
+            compiled = self.device.type == "cpu" and native_attention.takes_model(self.model)
+            if self.opening or compiled:
+                shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype, compiled)
+        lean = lean_decode.for_model(self.model) if shared is not None else None
+        if lean is not None:  # the same ops without transformers' module machinery (core.lean_decode)
+            self.logits = lean.forward(ids, self.last_pos, self.cache, shared)
+            return
         mask = None  # without padding no mask is needed at all
         if self.padded and ours:
             # a 4-D mask goes to every layer as is (no host check of whether it is all ones),
@@ -247,13 +259,6 @@ class DecodeBatch:
             # transformers' own cache (a model with sliding-window layers, whose caches keep only
             # the window): the 2-D mask, from which transformers builds each layer type's mask
             mask = self.mask.long()
-        # Every row's copy of a long shared opening read once (core.shared_prefix), where it pays;
-        # with the compiled attention, every step's attention is one call per layer.
-        shared = None
-        if ours and packing.supports(self.model):
-            compiled = self.device.type == "cpu" and native_attention.takes_model(self.model)
-            if self.opening or compiled:
-                shared = SharedPrefix.plan(self.lead, self.opening, self.mask, self.model.dtype, compiled)
         self.logits, self.cache = forward_last(self.model, ids, mask, self.last_pos, self.cache, shared_prefix=shared)
 
     def _find_opening(self) -> None:

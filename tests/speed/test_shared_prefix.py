@@ -8,7 +8,7 @@ import pytest
 import torch
 from decode_attention_cases import rows_with_opening, sdpa_over_rows, thresholds
 
-from dpfusion_chains.core import packing, shared_prefix
+from dpfusion_chains.core import lean_decode, packing, shared_prefix
 from dpfusion_chains.core.decode import DecodeBatch, DecodeRequest
 from dpfusion_chains.core.shared_prefix import SharedPrefix, bucket_split
 
@@ -145,6 +145,7 @@ def test_the_decode_loop_samples_the_same_tokens_reading_the_opening_once(engine
                                                                          draws, torch_attention):
     """Through torch's ops, where the thresholds decide (the compiled kernel is always planned)."""
     assert packing.supports(engine.model)
+    lean_decode.for_model(engine.model)  # its one probe step first: only the loop's steps are recorded
     used = []
     real = SharedPrefix.attention
     monkeypatch.setattr(SharedPrefix, "attention", lambda self, *a, **k: used.append(self.length) or real(self, *a, **k))
@@ -183,6 +184,7 @@ def test_with_the_compiled_kernel_every_step_is_planned_and_samples_the_same_tok
     if not native_attention.takes_model(engine.model):
         pytest.skip(f"the compiled kernel does not take this model here: {native_attention.unavailable_reason()}")
     monkeypatch.setattr(shared_prefix, "MIN_SAVED", 10**9)   # torch's ops would never read it once
+    lean_decode.for_model(engine.model)  # its one probe step first: only the loop's steps are recorded
     joins = [(0, "a"), (2, "b"), (1, "c")]
     with native_attention.disabled(), draws.run("sdpa"):
         apart, _ = decode_all(engine, joins, decode_with_joins)
