@@ -58,6 +58,11 @@ from dpfusion_chains.core import fused_linear, lean_decode, native_attention, na
 from dpfusion_chains.core.fused_linear import FusedLinear
 
 SETTINGS: dict[str, Any] = {"beta": 0.05, "detector": "whole"}
+# ways run on both sides with one change undone: (their name's suffix, the change, what it replaced)
+PAIRED_WAYS = (("out-pk", "packing every layer", "with the output layer alone packed"),
+               ("own-linear", "few-row products as one compiled kernel", "the layers' own"),
+               ("hf-forward", "decode steps as the model's ops alone", "through transformers' forward"),
+               ("apart", "sibling projections as one product", "one product each"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -137,33 +142,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"packed weights {args.packed_weights}, packed prefill {args.packed_prefill}, "
           f"keep freed memory {args.keep_freed_memory}; load average {load_average()}")
     rows = table(best, floors, sum(lengths))
-    if "seq out-pk" in best:
-        seq, batch, seq_out, batch_out = (best[w][0] for w in ("sequential", "batch", "seq out-pk", "batch out-pk"))
-        print(f"packing every layer: sequential {seq_out / seq:.2f}× and batch {batch_out / batch:.2f}× faster than "
-              f"with the output layer alone packed, where batch ÷ sequential is {seq_out / batch_out:.2f}×")
+    for suffix, change, against in PAIRED_WAYS:
+        if f"seq {suffix}" in best:
+            seq, batch, seq_without, batch_without = (best[w][0] for w in ("sequential", "batch", f"seq {suffix}",
+                                                                          f"batch {suffix}"))
+            print(f"{change}: sequential {seq_without / seq:.2f}× and batch {batch_without / batch:.2f}× faster than "
+                  f"{against}, where batch ÷ sequential is {seq_without / batch_without:.2f}×")
     if "batch per-row" in best:
         print(f"reading the shared opening once: batch {best['batch per-row'][0] / best['batch'][0]:.2f}× faster "
               "than reading every row's copy")
     if "batch torch-attn" in best:
         print(f"decode attention as one compiled kernel: batch {best['batch torch-attn'][0] / best['batch'][0]:.2f}× "
               "faster than as torch's ops")
-    if "seq own-linear" in best:
-        seq, batch, seq_own, batch_own = (best[w][0] for w in ("sequential", "batch", "seq own-linear",
-                                                                 "batch own-linear"))
-        print(f"few-row products as one compiled kernel: sequential {seq_own / seq:.2f}× and batch "
-              f"{batch_own / batch:.2f}× faster than the layers' own, where batch ÷ sequential is "
-              f"{seq_own / batch_own:.2f}×")
-    if "seq hf-forward" in best:
-        seq, batch, seq_hf, batch_hf = (best[w][0] for w in ("sequential", "batch", "seq hf-forward",
-                                                               "batch hf-forward"))
-        print(f"decode steps as the model's ops alone: sequential {seq_hf / seq:.2f}× and batch "
-              f"{batch_hf / batch:.2f}× faster than through transformers' forward, where batch ÷ sequential is "
-              f"{seq_hf / batch_hf:.2f}×")
-    if "seq apart" in best:
-        seq, batch, seq_apart, batch_apart = (best[w][0] for w in ("sequential", "batch", "seq apart", "batch apart"))
-        print(f"sibling projections as one product: sequential {seq_apart / seq:.2f}× and batch "
-              f"{batch_apart / batch:.2f}× faster than one product each, where batch ÷ sequential is "
-              f"{seq_apart / batch_apart:.2f}×")
     report = {"device": str(engine.device), "requests": n, "tokens": tokens, "lengths": lengths,
               "repeats": args.repeats, "rows": rows,
               "prefix_cache_tokens": args.prefix_cache_tokens, "weight_major": args.weight_major,

@@ -31,8 +31,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from dpfusion_chains.core.matmul import (PackedLinear, PackKey, engaged, native_product, onednn_linear, pack_key, pack_weight,
-                                         repack)
+from dpfusion_chains.core.matmul import (PackedLinear, PackKey, engaged, native_product, onednn_linear, pack_key,
+                                         pack_weight, repack)
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 

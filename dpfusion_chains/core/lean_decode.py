@@ -136,7 +136,8 @@ def _applies(model: Any) -> bool:
     config = model.config
     layers = model.model.layers
     if (config._attn_implementation != packing.ATTENTION or config.hidden_act != "silu"
-            or len(layers) != config.num_hidden_layers or any(type(layer) is not LlamaDecoderLayer for layer in layers)):
+            or len(layers) != config.num_hidden_layers
+            or any(type(layer) is not LlamaDecoderLayer for layer in layers)):
         return False
     return not any(hasattr(m, "_hf_hook") for m in model.modules())  # accelerate's dispatch (offloading)
 

@@ -257,6 +257,6 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["MAX_ROWS", "PACK_MEMORY_SHARE", "PACK_ROWS_HINT", "PackKey", "PackSetting", "PackedLinear",
-           "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "native_product", "onednn_available",
-           "onednn_linear",
-           "pack_key", "packs_bfloat16", "pack_weight", "repack", "wants_weight_major"]
+           "WeightMajorLinear", "WeightMajorSetting", "active", "engaged", "install", "native_product",
+           "onednn_available", "onednn_linear", "pack_key", "packs_bfloat16", "pack_weight", "repack",
+           "wants_weight_major"]

@@ -23,9 +23,11 @@ products ran 2–3× faster than weight-major; this kernel was not measured ther
 with either build, =0 never. Inside the engine that setting and `disabled()` are read once per
 forward (core.matmul.active hands its layers `usable()`'s answer), not at each of its ~200
 products: a declined call then costs no environment read, and a taken one ~12 µs of Python
-around the kernel instead of ~38 (`timeit`, a 2-row product of a tiny weight, the Zen 3). Only float32 rows and weights on the CPU, without autograd and
-outside torch.compile; anything else answers None and the caller keeps its own product, which
-computes the same up to float rounding (sums in another order).
+around the kernel instead of ~38 (`timeit`, a 2-row product of a tiny weight, the Zen 3).
+
+Only float32 rows and weights on the CPU, without autograd and outside torch.compile; anything
+else answers None and the caller keeps its own product, which computes the same up to float
+rounding (sums in another order).
 """
 
 from __future__ import annotations
