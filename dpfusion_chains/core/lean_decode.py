@@ -121,10 +121,16 @@ def for_model(model: Any) -> LeanDecoder | None:
             or any(m._forward_hooks or m._forward_pre_hooks for m in decoder.modules)):
         return None
     if decoder.agrees is None:
-        decoder.agrees = _agrees(model, decoder)
-        if not decoder.agrees:
-            logger.info("transformers' Llama forward and core.lean_decode's ops disagree on a probe step (another "
-                        "transformers version?); decode steps keep transformers' forward")
+        try:
+            decoder.agrees = _agrees(model, decoder)
+        except Exception as exc:  # a speed-up must never fail a request: the step takes transformers' forward
+            logger.info("core.lean_decode's probe step failed (%s); decode steps keep transformers' forward",
+                        type(exc).__name__)
+            decoder.agrees = False
+        else:
+            if not decoder.agrees:
+                logger.info("transformers' Llama forward and core.lean_decode's ops disagree on a probe step "
+                            "(another transformers version?); decode steps keep transformers' forward")
     return decoder if decoder.agrees else None
 
 

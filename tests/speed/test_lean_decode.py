@@ -2,7 +2,8 @@
 logits bit for bit at every step (grouped heads, biases, scaled rotary phases, more rows than the
 compiled products take, their own products, bfloat16), so the decode loop samples the same
 tokens; it is used only where it applies (the model's class, eval mode, no hooks, the engine's
-attention, the switch) and where a probe step agrees with transformers' forward."""
+attention, the switch) and where a probe step agrees with transformers' forward (one that fails
+leaves the request to transformers' forward)."""
 
 import pytest
 import torch
@@ -145,3 +146,18 @@ def test_a_forward_that_computes_otherwise_keeps_its_own(tokenizer, monkeypatch,
     assert steps == 0
     _, expected, _ = step_logits(engine, monkeypatch, requests_for(2), lean=False)
     assert tokens == expected
+
+
+def test_a_probe_that_fails_leaves_the_model_to_transformers(tokenizer, monkeypatch, caplog):
+    engine = llama_engine(tokenizer, seed=3, probe=False)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("a private detail that must not reach the log")
+
+    monkeypatch.setattr(lean_decode, "_agrees", failing)
+    with caplog.at_level("INFO", logger=lean_decode.__name__):
+        assert lean_decode.for_model(engine.model) is None
+        assert lean_decode.for_model(engine.model) is None       # decided once
+    assert caplog.text.count("probe step failed (RuntimeError)") == 1 and "private detail" not in caplog.text
+    _, tokens, steps = step_logits(engine, monkeypatch, requests_for(1), lean=True)
+    assert steps == 0 and len(tokens) == 1 and tokens[0]                 # the request was answered
