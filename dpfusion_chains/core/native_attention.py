@@ -49,7 +49,7 @@ _ARGUMENTS = [_pointer, _pointer, _pointer, _i32, ctypes.c_float, *[_i64] * 8, _
 
 def available() -> bool:
     """Whether the compiled kernel is loaded (building it on the first call) and switched on."""
-    return not _switch.off and os.environ.get(ENVIRONMENT, "1") != "0" and _kernel() is not None
+    return _usable() is not None
 
 
 def takes_model(model: torch.nn.Module) -> bool:
@@ -91,11 +91,14 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
             or first.dtype != torch.int64 or not first.is_contiguous() or first.shape != (rows,)
             or not 0 <= shared_start <= shared_start + shared_length <= columns
             or torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)
-            or torch.compiler.is_compiling() or not available()):
+            or torch.compiler.is_compiling()):
+        return None
+    kernel = _usable()
+    if kernel is None:
         return None
     out = torch.empty((rows, heads, 1, dim), dtype=torch.float32)
     key_strides, value_strides, query_strides = key.stride(), value.stride(), query.stride()
-    status = _kernel()(  # type: ignore[misc]
+    status = kernel(
         query.data_ptr(), key.data_ptr(), value.data_ptr(), DTYPES[key.dtype], scale, query_strides[0],
         query_strides[1], key_strides[0], key_strides[1], key_strides[2], value_strides[0], value_strides[1],
         value_strides[2], rows, heads, key.shape[1], dim, shared_start, shared_length, first.data_ptr(), columns,
@@ -114,6 +117,11 @@ def unavailable_reason() -> str | None:
     if os.environ.get(ENVIRONMENT, "1") == "0":
         return f"switched off ({ENVIRONMENT}=0)"
     return native_library.reason()
+
+
+def _usable() -> Callable[..., int] | None:
+    """The kernel where it is switched on and loaded, else None."""
+    return None if _switch.off or os.environ.get(ENVIRONMENT, "1") == "0" else _kernel()
 
 
 def _kernel() -> Callable[..., int] | None:

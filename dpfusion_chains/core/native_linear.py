@@ -57,19 +57,22 @@ _FLOAT = torch.float32
 def available() -> bool:
     """Whether `few_row_linear` computes products here (the library loaded, switched on, and by
     default its AVX2 build)."""
+    return usable() is not None
+
+
+def usable() -> Callable[..., int] | None:
+    """The compiled product where it is available, else None: for callers that decide once for a
+    block of products (core.matmul.active decides per forward) and then call `product`."""
     setting = os.environ.get(ENVIRONMENT, "auto").strip().lower()
     if setting not in SETTINGS and setting not in _warned:
         _warned.add(setting)
         logger.warning("%s=%r is not one of %s; taken as auto", ENVIRONMENT, setting, ", ".join(SETTINGS))
-    if _switch.off or setting in ("0", "false", "off") or _kernel() is None:
-        return False
-    return setting in ("1", "true", "on") or native_library.lanes() == 8
-
-
-def usable() -> Callable[..., int] | None:
-    """The compiled product where `available()`, else None: for callers that decide once for a
-    block of products (core.matmul.active decides per forward) and then call `product`."""
-    return _kernel() if available() else None
+    if _switch.off or setting in ("0", "false", "off"):
+        return None
+    kernel = _kernel()
+    if kernel is None or not (setting in ("1", "true", "on") or native_library.lanes() == 8):
+        return None
+    return kernel
 
 
 def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor | None:
